@@ -1,0 +1,51 @@
+# The two commands: `make run` and `make test`. Everything else is a helper.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format install migrate bench bench-smoke clean
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python requirements/base.txt requirements/dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+
+## make run: install, migrate, seed the demo data, start Redis + daphne + Celery worker + beat.
+run: migrate
+	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py runplatform
+
+## make test: install and run the whole test suite (SQLite + embedded Redis unless told otherwise).
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## make bench: the benchmark suite on the real stack (about 15 minutes; docs/benchmarks.md). Not part of `make test`.
+BENCH_ARGS ?= --write-docs
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## make bench-smoke: every benchmark scenario with 50 sockets (tests/bench/test_smoke.py runs it in `make test`).
+bench-smoke: install
+	$(BIN)/python -m bench --smoke
+
+clean:
+	rm -rf var test-artifacts

@@ -1,0 +1,79 @@
+"""Authentication for the HTTP API: tenant API keys (Bearer) and browser sessions.
+
+Use ``auth=ApiKeyAuth()`` for service-to-service endpoints; on success
+``request.auth`` is the ``ApiKey`` and ``request.auth.tenant`` its tenant. Endpoints
+the browser also calls take ``auth=[ApiKeyAuth(), django_auth]``; then
+``request.auth`` is either an ``ApiKey`` or the logged-in user.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest
+from ninja.security import HttpBearer
+from ninja.throttling import BaseThrottle, SimpleRateThrottle
+
+from .api_keys import authenticate_api_key
+from .models import ApiKey
+
+logger = logging.getLogger(__name__)
+
+
+class ApiKeyAuth(HttpBearer):
+    """``Authorization: Bearer lpk_…``: a tenant's API key."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
+        api_key = authenticate_api_key(token)
+        if api_key is not None:
+            request.api_key = api_key
+        return api_key
+
+
+def caller_scope(request: HttpRequest) -> str:
+    """Who is calling, as a short stable string (for idempotency and rate limits)."""
+    auth = getattr(request, "auth", None)
+    if isinstance(auth, ApiKey):
+        return f"key:{auth.pk}"
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    return "anonymous"
+
+
+class ApiKeyRateThrottle(BaseThrottle):
+    """Requests per API key (``settings.API_KEY_RATE_LIMIT``, e.g. "600/m"); over it: 429 + Retry-After.
+
+    Only calls authenticated by a key count: one runaway integration must not starve
+    the others. A fixed window counted with the cache's atomic ``incr`` (Redis), so
+    every web process shares the counter; if the cache is down the request goes
+    through rather than the API going down with it.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def allow_request(self, request: HttpRequest) -> bool:
+        auth = getattr(request, "auth", None)
+        rate = getattr(settings, "API_KEY_RATE_LIMIT", "600/m")
+        if not isinstance(auth, ApiKey) or not rate:
+            return True
+        limit, period = SimpleRateThrottle.parse_rate(SimpleRateThrottle, rate)
+        now = time.time()
+        window = int(now // period)
+        key = f"throttle:api_key:{auth.pk}:{period}:{window}"
+        try:
+            cache.add(key, 0, timeout=period + 1)
+            count = cache.incr(key)
+        except Exception:  # noqa: BLE001 - a cache outage must not take the API down
+            logger.warning("API rate limit not checked: the cache is unavailable")
+            return True
+        self._local.wait = (window + 1) * period - now
+        return count <= limit
+
+    def wait(self) -> float | None:
+        return getattr(self._local, "wait", None)

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    """Tenants, memberships and the tenant-scoping every other app relies on."""
+
+    name = "accounts"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,26 @@
+"""ASGI entry point: HTTP through Django, WebSockets through Channels."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveplatform.settings.dev")
+# Set up Django before importing anything that touches models.
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from liveplatform.shutdown import GracefulShutdownMiddleware, install_daphne_drain  # noqa: E402
+from realtime.routing import websocket_application  # noqa: E402
+
+# On SIGTERM every socket is closed with 1012 before the process exits (see shutdown.py).
+application = GracefulShutdownMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": websocket_application,
+        }
+    )
+)
+install_daphne_drain(settings.SHUTDOWN_DRAIN_SECONDS)

