@@ -1,0 +1,436 @@
+"""The socket. Consumers parse, check and delegate; the database work is in services.
+
+Two routes share one consumer class:
+
+* ``/ws/`` for browsers: session cookie plus Origin check (see ``routing``);
+* ``/ws/app/`` for services and apps: no cookie, no Origin; the first frame
+  carries a single-use ticket from ``POST /api/v1/realtime/tickets``.
+
+Close codes are listed in ``docs/protocol.md`` and in ``CloseCode``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from enum import IntEnum
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from . import metrics, services
+from .events import envelope
+
+logger = logging.getLogger(__name__)
+
+# Channels runs every ``database_sync_to_async`` call of a process on one thread, so
+# at thousands of sockets each handshake queued behind every socket's heartbeat and
+# replay, and clients gave up waiting (the soak at 2,000 sockets, docs/reliability.md).
+# The sockets' database work runs on a small pool of its own instead: each call is a
+# short read, or a write in its own transaction, so no call needs another's thread.
+_db_threads = ThreadPoolExecutor(max_workers=settings.REALTIME["DB_THREADS"], thread_name_prefix="realtime-db")
+
+
+def db_call(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` as a coroutine run on the sockets' database threads (closing stale connections)."""
+    return database_sync_to_async(func, thread_sensitive=False, executor=_db_threads)
+
+
+class CloseCode(IntEnum):
+    """Close codes the server uses; the browser client acts on each (docs/protocol.md)."""
+
+    GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009
+    SERVICE_RESTART = 1012  # reconnect soon, possibly to another server
+    SESSION_ENDED = 4001  # logged out: do not reconnect, reload the page
+    ACCOUNT_DISABLED = 4003  # deactivated: do not reconnect
+    AUTH_FAILED = 4401  # app route: missing, bad, expired or reused ticket
+    AUTH_TIMEOUT = 4408  # app route: no auth frame in time
+    RATE_LIMITED = 4429  # too many frames: reconnect after a pause
+
+
+class TokenBucket:
+    """Allow ``rate`` frames per second with bursts of ``burst``; refills continuously."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.capacity = rate, float(burst)
+        self.tokens, self.stamp = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class RealtimeConsumer(AsyncWebsocketConsumer):
+    """One user's socket: joins their groups, replays what they missed, then forwards events."""
+
+    route = "browser"
+    # Refused frames beyond the bucket before the socket is closed.
+    MAX_STRIKES = 20
+    AUTH_TIMEOUT_SECONDS = 10
+
+    async def connect(self) -> None:
+        self.user = None
+        self.groups_joined: set[str] = set()
+        self.reset_delivery(0)
+        self.heartbeat_task: asyncio.Task | None = None
+        self.bucket = TokenBucket(
+            settings.REALTIME["CLIENT_FRAMES_PER_SECOND"], settings.REALTIME["CLIENT_FRAMES_BURST"]
+        )
+        self.strikes = 0
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not user.is_active:
+            metrics.REFUSED.labels(reason="anonymous").inc()
+            await self.close()  # before accept: the handshake is refused with HTTP 403
+            return
+        await self.start_session(user, after=self._cursor_from_query())
+
+    def _cursor_from_query(self) -> int | None:
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        value = (query.get("after") or [None])[0]
+        return int(value) if value and value.isdigit() else None
+
+    async def start_session(self, user: Any, *, after: int | None, accept: bool = True) -> None:
+        """Join the user's groups, greet, replay from ``after``, then send current state."""
+        # Two trips to the database thread per handshake: admission, then the opening frames.
+        subs = await db_call(services.admit_socket)(user)
+        if subs is None:
+            metrics.REFUSED.labels(reason="too_many_connects").inc()
+            # Browser route: refused handshake (HTTP 403); app route: already accepted, so 4429.
+            await self.close(code=None if accept else CloseCode.RATE_LIMITED)
+            return
+        self.user = user
+        self.subs = subs
+        # Groups first, then replay: an event committed after the replay query is
+        # already on its way to this socket's channel, so nothing falls in between.
+        await self._join(self.subs.groups)
+        if accept:
+            await self.accept()
+        metrics.CONNECTS.labels(route=self.route).inc()
+        metrics.OPEN_SOCKETS.labels(route=self.route).inc()
+        tenants = ",".join(t.slug for t in self.subs.tenants)
+        logger.info(
+            "socket connect route=%s user=%s tenants=%s",
+            self.route,
+            user.pk,
+            tenants,
+            extra={"socket": "connect", "route": self.route, "user_id": user.pk, "tenants": tenants},
+        )
+        opening = await db_call(services.open_session)(user, self.subs, after)
+        await self.send(text_data=opening.hello)
+        if opening.replay is not None:
+            await self.send_replay(opening.replay)
+        else:
+            self.reset_delivery(opening.cursor)
+        for frame in opening.snapshots:
+            await self.send(text_data=frame)
+        self.heartbeat_task = asyncio.create_task(self.heartbeat())
+
+    async def replay(self, after: int) -> None:
+        """Send every durable event after ``after`` (or a resync order), then go live."""
+        await self.send_replay(await db_call(services.replay_after)(self.subs, after))
+
+    async def send_replay(self, result: services.Replay) -> None:
+        """Send a replay's frames, or its resync order, and note how far delivery is verified."""
+        if result.resync:
+            metrics.RESYNCS.inc()
+            await self.send_frame("resync", {"reason": result.reason, "cursor": result.cursor})
+            self.reset_delivery(result.cursor)
+            return
+        for frame in result.frames:
+            await self.send(text_data=frame)
+        metrics.EVENTS_REPLAYED.inc(len(result.frames))
+        if result.cursor >= self.last_cursor:
+            # Everything visible up to the replay's cursor has now been sent.
+            self.reset_delivery(result.cursor)
+
+    def reset_delivery(self, cursor: int) -> None:
+        """Every durable event up to ``cursor`` has reached this socket; track what comes after."""
+        self.verified_cursor = cursor
+        self.last_cursor = cursor
+        self.delivered: set[int] = set()
+
+    async def beat(self) -> None:
+        """One heartbeat: resend durable events the layer dropped, then ping with the newest cursor.
+
+        channels-redis drops messages for a channel over capacity without telling anyone;
+        what this socket was sent is compared with what it may see, and the gap is filled.
+        """
+        through = self.last_cursor
+        check = await db_call(services.check_delivery)(self.subs, self.verified_cursor, through, self.delivered)
+        for frame in check.frames:
+            await self.send(text_data=frame)
+        if check.frames:
+            metrics.EVENTS_REPAIRED.inc(len(check.frames))
+            logger.warning("resent %d dropped event(s) to user %s", len(check.frames), self.user.pk)
+        if through > self.verified_cursor:
+            self.verified_cursor = through
+            self.delivered = {event_id for event_id in self.delivered if event_id > through}
+        await self.send_frame("ping", {"cursor": check.cursor})
+
+    async def heartbeat(self) -> None:
+        """Beat every few seconds until the socket closes; a failed beat is retried on the next."""
+        interval = settings.REALTIME["HEARTBEAT_SECONDS"]
+        while True:
+            try:
+                await asyncio.sleep(interval * random.uniform(0.9, 1.0))
+                # Group membership lives in Redis: re-joining (an idempotent ZADD) restores it
+                # after a Redis restart, so a socket that stayed open hears live events again.
+                await self._join(set(self.groups_joined))
+                await self.beat()
+            except asyncio.CancelledError:
+                return
+            except Exception:
+                # The database or Redis blinked: keep beating, the next round repairs what this one could not.
+                logger.warning("heartbeat failed for user %s", getattr(self.user, "pk", None), exc_info=True)
+
+    async def disconnect(self, code: int) -> None:
+        if self.heartbeat_task:
+            self.heartbeat_task.cancel()
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.groups_joined = set()
+        if self.user is not None:
+            metrics.DISCONNECTS.labels(route=self.route).inc()
+            metrics.OPEN_SOCKETS.labels(route=self.route).dec()
+            tenants = ",".join(t.slug for t in self.subs.tenants)
+            logger.info(
+                "socket disconnect route=%s user=%s tenants=%s code=%s",
+                self.route,
+                self.user.pk,
+                tenants,
+                code,
+                extra={
+                    "socket": "disconnect",
+                    "route": self.route,
+                    "user_id": self.user.pk,
+                    "tenants": tenants,
+                    "code": code,
+                },
+            )
+
+    # --------------------------------------------------------------------------
+    # Client frames
+    # --------------------------------------------------------------------------
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        if size > settings.REALTIME["MAX_FRAME_BYTES"]:
+            await self.send_error(
+                "frame_too_big", f"Frames are limited to {settings.REALTIME['MAX_FRAME_BYTES']} bytes"
+            )
+            await self.close(code=CloseCode.MESSAGE_TOO_BIG)
+            return
+        if not self.bucket.take():
+            self.strikes += 1
+            if self.strikes > self.MAX_STRIKES:
+                await self.close(code=CloseCode.RATE_LIMITED)
+            elif self.strikes == 1 or self.strikes % 10 == 0:
+                await self.send_error("rate_limited", "Too many frames; slow down")
+            return
+        if text_data is None:
+            await self.send_error("binary_not_supported", "Send JSON text frames")
+            return
+        try:
+            frame = json.loads(text_data)
+        except (ValueError, RecursionError):  # deeply nested arrays exhaust the parser's stack
+            await self.send_error("invalid_json", "Frames must be JSON objects")
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            await self.send_error("invalid_frame", "A frame is an object with a string 'type'")
+            return
+        await self.handle_frame(frame)
+
+    async def handle_frame(self, frame: dict[str, Any]) -> None:
+        """Dispatch one client frame by its type."""
+        if self.user is None:  # app route before auth
+            await self.send_error("not_authenticated", "Send an 'auth' frame first")
+            return
+        frame_type = frame["type"]
+        if frame_type == "ping":
+            await self.send_frame("pong", {"cursor": self.last_cursor})
+        elif frame_type == "resume":
+            after = frame.get("after")
+            if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+                await self.send_error("invalid_frame", "'resume' needs a non-negative integer 'after'")
+                return
+            await self.replay(after)
+        else:
+            await self.send_error("unknown_type", f"Unknown frame type {frame_type[:40]!r}")
+
+    # --------------------------------------------------------------------------
+    # Channel-layer handlers
+    # --------------------------------------------------------------------------
+    async def __call__(self, scope, receive, send) -> None:
+        """Channels' ``AsyncConsumer.__call__`` with a cheaper loop for the fan-out path.
+
+        Channels' ``await_many_dispatch`` creates a new task and runs an ``asyncio.wait``
+        over both sources for every message a socket gets: 15-20% of the server's CPU per
+        delivered event in the profile (docs/benchmarks.md, note 6). Here two long-lived
+        tasks, one per source (the client's frames, the channel layer), feed one bounded
+        queue and the consumer dispatches from it, one message at a time, in arrival
+        order. Everything else is Channels' own: ``dispatch``, ``StopConsumer``, and an
+        error in either source ends the consumer as it would there.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        if self.channel_layer is None:  # no layer configured: nothing to fan out
+            await super().__call__(scope, receive, send)
+            return
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        self.base_send = send
+        # Bounded: a client flooding frames waits in the server's queue, not in ours.
+        inbox: asyncio.Queue = asyncio.Queue(maxsize=64)
+
+        async def feed(source) -> None:
+            try:
+                while True:
+                    await inbox.put((await source(), None))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - re-raised by the consumer below
+                await inbox.put((None, error))
+
+        feeders = [asyncio.ensure_future(feed(receive)), asyncio.ensure_future(feed(self.channel_receive))]
+        try:
+            while True:
+                message, error = await inbox.get()
+                if error is not None:
+                    raise error
+                await self.dispatch(message)
+        except StopConsumer:
+            pass
+        finally:
+            for feeder in feeders:
+                feeder.cancel()
+            await asyncio.gather(*feeders, return_exceptions=True)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Hand published events straight to their handler: the fan-out hot path.
+
+        ``AsyncConsumer.dispatch`` runs ``close_old_connections`` in the sync thread
+        before every handler. ``realtime_event`` never touches the database, and with
+        thousands of sockets that thread hop per delivered event was the largest cost
+        in the profile (docs/benchmarks.md). Every other message keeps it.
+        """
+        if message["type"] == "realtime.event":
+            await self.realtime_event(message)
+        else:
+            await super().dispatch(message)
+
+    async def realtime_event(self, message: dict[str, Any]) -> None:
+        """Forward a published event; drop durable ones this socket already got by replay."""
+        event_id = message.get("id")
+        if event_id is not None:
+            if event_id <= self.verified_cursor or event_id in self.delivered:
+                return
+            self.delivered.add(event_id)
+            self.last_cursor = max(self.last_cursor, event_id)
+        await self.send(text_data=message["text"])
+        metrics.EVENTS_DELIVERED.labels(type=message.get("event_type", "")).inc()
+        if message.get("ts"):
+            metrics.PUBLISH_TO_SEND.observe(max(0.0, time.time() - message["ts"]))
+
+    async def realtime_control(self, message: dict[str, Any]) -> None:
+        """React to a server-side change of who this user is or what they belong to."""
+        action = message.get("action")
+        if action == "resubscribe":
+            self.subs = await db_call(services.subscriptions_for)(self.user)
+            wanted = self.subs.groups
+            for group in self.groups_joined - wanted:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            await self._join(wanted - self.groups_joined)
+            self.groups_joined = wanted
+            await self.send_frame("membership.changed", {"tenants": self.subs.hello_tenants()})
+        elif action == "close":
+            session_key = message.get("session_key")
+            if session_key and session_key != self._session_key():
+                return
+            await self.close(code=int(message.get("code", CloseCode.SESSION_ENDED)))
+
+    # --------------------------------------------------------------------------
+    def _session_key(self) -> str | None:
+        session = self.scope.get("session")
+        return getattr(session, "session_key", None)
+
+    async def _join(self, groups: set[str]) -> None:
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined |= groups
+
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        # daphne accepts only plain ints as close codes, not IntEnum members.
+        await super().close(code=int(code) if code is not None else None, reason=reason)
+
+    async def send_frame(self, frame_type: str, data: dict[str, Any]) -> None:
+        """Send a server frame that is not a stored event (no cursor)."""
+        await self.send(text_data=envelope(None, frame_type, None, timezone.now(), data))
+
+    async def send_error(self, code: str, message: str) -> None:
+        """Tell the client what was wrong with its frame; the socket stays open."""
+        await self.send_frame("error", {"code": code, "message": message})
+
+
+class AppConsumer(RealtimeConsumer):
+    """The socket for non-browser clients: authenticated by a ticket in the first frame."""
+
+    route = "app"
+
+    async def connect(self) -> None:
+        self.user = None
+        self.groups_joined = set()
+        self.reset_delivery(0)
+        self.heartbeat_task = None
+        self.bucket = TokenBucket(
+            settings.REALTIME["CLIENT_FRAMES_PER_SECOND"], settings.REALTIME["CLIENT_FRAMES_BURST"]
+        )
+        self.strikes = 0
+        await self.accept()
+        self.auth_deadline = asyncio.get_running_loop().call_later(
+            self.AUTH_TIMEOUT_SECONDS, lambda: asyncio.ensure_future(self._auth_timeout())
+        )
+
+    async def _auth_timeout(self) -> None:
+        if self.user is None:
+            await self.close(code=CloseCode.AUTH_TIMEOUT)
+
+    async def handle_frame(self, frame: dict[str, Any]) -> None:
+        if self.user is not None:
+            await super().handle_frame(frame)
+            return
+        if frame["type"] != "auth":
+            await self.send_error("not_authenticated", "Send an 'auth' frame with your ticket first")
+            return
+        user = await db_call(services.redeem_ticket)(frame.get("ticket"))
+        if user is None:
+            metrics.REFUSED.labels(reason="bad_ticket").inc()
+            await self.send_error("auth_failed", "The ticket is unknown, expired or already used")
+            await self.close(code=CloseCode.AUTH_FAILED)
+            return
+        self.auth_deadline.cancel()
+        after = frame.get("after")
+        after = after if isinstance(after, int) and not isinstance(after, bool) and after >= 0 else None
+        await self.start_session(user, after=after, accept=False)
+
+    async def disconnect(self, code: int) -> None:
+        deadline = getattr(self, "auth_deadline", None)
+        if deadline:
+            deadline.cancel()
+        await super().disconnect(code)

@@ -1,0 +1,204 @@
+"""A channel layer that fans a group message out inside each server process.
+
+``channels_redis.core.RedisChannelLayer`` turns one ``group_send`` to a tenant of
+3,000 members into 3,000 Redis list pushes and 3,000 pops, each deserialised on
+its own. This layer, like Centrifugo per node, publishes one Redis pub/sub message
+per group; every server process subscribed to the group receives it once,
+deserialises it once, and puts it on the local queue of each member channel. The
+interface is unchanged: producers still call ``group_send`` through
+``realtime.events``, and Channels consumers still receive their handler calls.
+
+It extends ``channels_redis.pubsub`` (same sharding of groups over several Redis
+hosts, same re-subscription by redis-py after a lost connection) with:
+
+* one deserialisation per process per message instead of one per socket;
+* bounded per-channel queues (``capacity``): a socket that falls that far behind
+  loses messages, as with the core layer, and catches up through the heartbeat's
+  cursor and replay, instead of growing the server's memory without end;
+* a log line and a metric when a message is dropped.
+
+Order: Redis delivers one connection's pub/sub messages in publish order and the
+publish path sends durable events one at a time under its lock, so each socket
+sees durable events in cursor order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from channels_redis.core import RedisChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
+from channels_redis.utils import _wrap_close, decode_hosts
+
+from . import metrics
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CAPACITY = 1000
+
+
+class _FanoutShard(RedisSingleShardConnection):
+    """One Redis host's subscriber: decode each message once, hand it to local channels."""
+
+    def _receive_message(self, message: dict[str, Any] | None) -> None:
+        if message is None:
+            return
+        name = message["channel"]
+        if isinstance(name, bytes):
+            name = name.decode()
+        layer: GroupFanoutLoopLayer = self.channel_layer
+        queue = layer.channels.get(name)
+        if queue is not None:
+            layer.deliver(name, queue, layer.channel_layer.deserialize(message["data"]))
+            return
+        members = layer.groups.get(name)
+        if not members:
+            return
+        decoded = layer.channel_layer.deserialize(message["data"])
+        channels = layer.channels
+        for channel in tuple(members):
+            queue = channels.get(channel)
+            if queue is not None:
+                # A shallow copy each: a handler that edits its message cannot touch its neighbours'.
+                layer.deliver(channel, queue, dict(decoded))
+
+
+class GroupFanoutLoopLayer(RedisPubSubLoopLayer):
+    """The per-event-loop part: local channels, local group membership, the shards."""
+
+    def __init__(self, hosts=None, prefix: str = "asgi", capacity: int = DEFAULT_CAPACITY, **kwargs: Any) -> None:
+        # Settings shared with the core layer that pub/sub has no use for.
+        for unused in ("expiry", "group_expiry", "channel_capacity", "symmetric_encryption_keys"):
+            kwargs.pop(unused, None)
+        super().__init__(hosts=hosts, prefix=prefix, **kwargs)
+        self.capacity = capacity
+        self.dropped = 0
+        self._shards = [_FanoutShard(host, self) for host in decode_hosts(hosts)]
+
+    async def _subscribe_to_channel(self, channel: str) -> None:
+        self.channels[channel] = asyncio.Queue(maxsize=self.capacity)
+        await self._get_shard(channel).subscribe(channel)
+
+    def deliver(self, channel: str, queue: asyncio.Queue, message: dict[str, Any]) -> None:
+        """Queue a message for a local channel, dropping it if that channel is full."""
+        try:
+            queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            metrics.OVER_CAPACITY_DROPS.inc()
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.warning(
+                    "channel %s is %d messages behind; dropped (total dropped: %d)",
+                    channel,
+                    self.capacity,
+                    self.dropped,
+                )
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        """The next message for a local channel (already deserialised by the shard)."""
+        if channel not in self.channels:
+            await self._subscribe_to_channel(channel)
+        queue = self.channels[channel]
+        try:
+            return await queue.get()
+        except (TimeoutError, asyncio.CancelledError, GeneratorExit):
+            # Channels cancels receive() when the consumer exits: forget the channel then.
+            if self.channels.get(channel) is queue:
+                del self.channels[channel]
+                try:
+                    await self._get_shard(channel).unsubscribe(channel)
+                except BaseException:
+                    logger.exception("Unexpected exception while cleaning up channel %s", channel)
+            raise
+
+
+class GroupFanoutChannelLayer(RedisPubSubChannelLayer):
+    """``CHANNEL_LAYERS`` backend: one Redis message per process per group, fan-out in process."""
+
+    def _get_layer(self) -> GroupFanoutLoopLayer:
+        loop = asyncio.get_running_loop()
+        try:
+            return self._layers[loop]
+        except KeyError:
+            layer = GroupFanoutLoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            self._layers[loop] = layer
+            _wrap_close(self, loop)
+            return layer
+
+
+class _ReceiveFailed:
+    """Put on each waiting channel's queue when the process's receive loop hits an error."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class PumpedRedisChannelLayer(RedisChannelLayer):
+    """``RedisChannelLayer`` whose process-wide receive is never cancelled by a leaving socket.
+
+    In channels-redis, the consumer that wins the receive lock pops the next message
+    for *every* channel of the process (``BZPOPMIN``). When that consumer's socket
+    closes, Channels cancels its receive; a message popped for another socket at that
+    moment is lost (django/channels#1683, django/channels_redis#366). A socket then
+    misses a group message, and the heartbeat resends it late, after newer ones.
+
+    Here one task per event loop (the pump) pops the process's messages and puts
+    each on its channel's queue; a consumer's ``receive`` waits only on its own
+    queue, so cancelling it loses nothing that belongs to anyone else. Everything
+    else (groups, capacity, expiry, sharding, sending) is channels-redis unchanged.
+    If the pump fails (Redis gone), every waiting ``receive`` raises the error, as
+    channels-redis's own receive does, and the next ``receive`` starts a new pump.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pumps: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        if "!" not in channel:  # a plain channel name: no process-wide pop involved
+            return await super().receive(channel)
+        assert self.require_valid_channel_name(channel)
+        queue = self.receive_buffer[channel]
+        self._ensure_pump(self.non_local_name(channel))
+        try:
+            item = await queue.get()
+        except asyncio.CancelledError:
+            # This consumer has gone; so have the messages still queued for it.
+            if self.receive_buffer.get(channel) is queue:
+                del self.receive_buffer[channel]
+            raise
+        if isinstance(item, _ReceiveFailed):
+            raise item.error
+        return item
+
+    def _ensure_pump(self, process_channel: str) -> None:
+        loop = asyncio.get_running_loop()
+        pump = self._pumps.get(loop)
+        if pump is None or pump.done():
+            for stale in [other for other, task in self._pumps.items() if task.done()]:
+                del self._pumps[stale]
+            self._pumps[loop] = loop.create_task(self._pump(process_channel), name="channel-layer-pump")
+
+    async def _pump(self, process_channel: str) -> None:
+        """Pop this process's messages one at a time and queue each for its channel(s)."""
+        try:
+            while True:
+                target, message = await self.receive_single(process_channel)
+                for channel in target if isinstance(target, list) else [target]:
+                    self.receive_buffer[channel].put_nowait(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - handed to every waiting receive
+            logger.warning("channel layer receive failed: %r", error)
+            for queue in list(self.receive_buffer.values()):
+                queue.put_nowait(_ReceiveFailed(error))
+
+    async def close_pools(self) -> None:
+        """Stop this loop's pump before its connections go, then close them."""
+        pump = self._pumps.pop(asyncio.get_running_loop(), None)
+        if pump is not None:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+        await super().close_pools()

@@ -1,0 +1,39 @@
+"""Celery tasks of the real-time core."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from . import services
+from .audience import Audience
+from .events import publish
+
+
+@shared_task(name="realtime.tasks.prune_events")
+def prune_events() -> int:
+    """Delete durable events past the retention window (run hourly by beat)."""
+    return services.prune()
+
+
+@shared_task(name="realtime.tasks.publish_event")
+def publish_event(
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    audience_kind: str,
+    tenant_id: int | None = None,
+    user_id: int | None = None,
+    durable: bool = True,
+) -> None:
+    """Publish from a worker process: how background work and other machines reach browsers.
+
+    Takes ids, never model instances, so the message is small and the worker reads
+    fresh rows.
+    """
+    from accounts.models import Tenant
+
+    audience = Audience(audience_kind, tenant_id=tenant_id, user_id=user_id)
+    tenant = Tenant.objects.filter(pk=tenant_id).first() if tenant_id else None
+    publish(event_type, data, audience=audience, tenant=tenant, durable=durable)
