@@ -1,0 +1,9 @@
+"""``python -m bench``: run the benchmark suite (see bench/run.py and docs/benchmarks.md)."""
+
+import sys
+
+from bench.run import main
+
+if __name__ == "__main__":
+    results = main()
+    sys.exit(1 if any("error" in r for r in results) else 0)

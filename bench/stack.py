@@ -1,0 +1,160 @@
+"""The real stack for the benchmark: Redis, the web server, a Celery worker, each stopped by pid.
+
+Everything listens on 127.0.0.1 only. Every start waits on a readiness condition
+with a deadline; every stop signals the process group it created.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from liveplatform.embedded_redis import free_loopback_port
+
+ROOT = Path(__file__).resolve().parents[1]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def wait_until(condition: Callable[[], object], timeout: float, message: str) -> None:
+    """Poll ``condition`` until it is true; raise after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {message}")
+
+
+def port_open(port: int) -> bool:
+    """True when something accepts TCP connections on 127.0.0.1:port."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def load_average() -> str:
+    """The machine's 1/5/15-minute load averages, for the record."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+class Process:
+    """A child in its own process group with its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name, self.argv, self.env = name, argv, env
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{name}.log"
+        self.popen: subprocess.Popen | None = None
+
+    def start(self) -> Process:
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            self.argv, env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        """SIGTERM the group, wait, then SIGKILL what is left."""
+        if self.popen is None:
+            return
+        for signum, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.popen.pid, signum)
+            except (ProcessLookupError, PermissionError):
+                break
+            try:
+                self.popen.wait(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self.log.close()
+
+
+def start_server(kind: str, env: dict[str, str], log_dir: Path) -> tuple[Process, int]:
+    """Start one web process: ``daphne``, ``uvicorn``, ``plain`` (tutorial consumer) or ``raw``."""
+    port = free_loopback_port()
+    python = sys.executable
+    if kind == "daphne":
+        argv = [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "liveplatform.asgi:application"]
+    elif kind == "uvicorn":
+        argv = [
+            python, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+            "--ws", "websockets", "--ws-per-message-deflate", "false", "--backlog", "4096",
+            "--log-level", "warning", "liveplatform.asgi:application",
+        ]  # fmt: skip
+    elif kind == "plain":
+        argv = [
+            python,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "bench.baselines.plain_channels:application",
+        ]
+    elif kind == "raw":
+        argv = [python, "-m", "bench.baselines.raw_websockets", str(port), env["REDIS_URL"]]
+    else:
+        raise ValueError(kind)
+    process = Process(f"server-{kind}-{port}", argv, env, log_dir).start()
+
+    def ready() -> bool:
+        if not process.alive():
+            raise RuntimeError(f"{kind} exited:\n{process.output()}")
+        return port_open(port)
+
+    wait_until(ready, 60, f"{kind} on port {port}")
+    return process, port
+
+
+def start_celery_worker(env: dict[str, str], log_dir: Path) -> Process:
+    """A real Celery worker (prefork, one child: the machine has two cores)."""
+    node = f"bench-{os.getpid()}@localhost"
+    argv = [
+        sys.executable, "-m", "celery", "-A", "liveplatform", "worker", "-l", "WARNING", "--pool", "prefork",
+        "--concurrency", "1", "-n", node, "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ]  # fmt: skip
+    process = Process("celery-worker", argv, env, log_dir).start()
+    from liveplatform.celery import app
+
+    def answered() -> bool:
+        if not process.alive():
+            raise RuntimeError(f"worker exited:\n{process.output()}")
+        return any(node in reply for reply in app.control.ping(destination=[node], timeout=0.5))
+
+    wait_until(answered, 60, "celery worker")
+    return process
