@@ -1,0 +1,446 @@
+"""Faults under load: Redis, daphne, a Celery worker and the database fail while traffic flows.
+
+Each test starts a platform of its own (tests/reliability/harness.py), puts members
+of two tenants on sockets, sends notifications through the HTTP API and events
+from a Celery worker, breaks something, repairs it, and then compares every
+client's sequence of durable events with the Event table: each event the client
+may see exactly once, in cursor order, nothing it may not see.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tests.reliability.harness import (
+    ApiPublisher,
+    Fleet,
+    OwnStack,
+    TaskPublisher,
+    assert_exact_sequences,
+    describe,
+    make_cast,
+)
+from tests.support.processes import wait_for
+
+pytestmark = [pytest.mark.fault, pytest.mark.stack]
+
+PER_TENANT = 20  # 40 sockets: what two shared cores carry next to daphne, a worker and Redis
+
+
+@pytest.fixture
+def cast(transactional_db, make_tenant, make_member):
+    return make_cast(make_tenant, make_member, PER_TENANT)
+
+
+@pytest.fixture
+def stack(subprocess_env):
+    own = OwnStack(subprocess_env)
+    yield own
+    own.stop()
+
+
+def _latest() -> int:
+    from realtime.services import latest_cursor
+
+    return latest_cursor()
+
+
+def _traffic(stack: OwnStack, cast) -> tuple[ApiPublisher, TaskPublisher]:
+    api = ApiPublisher(stack.daphne.http_url, cast.keys, interval=0.4)
+    tasks = TaskPublisher(stack.broker_url, [t.pk for t in cast.tenants], interval=0.5)
+    api.start()
+    tasks.start()
+    wait_for(lambda: len(api.results) >= 4 and tasks.sent >= 4, timeout=30, message="traffic flowing")
+    return api, tasks
+
+
+def test_redis_killed_and_restarted_loses_nothing_and_the_api_keeps_accepting(stack, cast):
+    """Tests kill -9 of Redis under load: the API stores and answers, sockets reconnect, replay fills the gap."""
+    start = _latest()
+    fleet = Fleet(stack.daphne.ws_url, [user for user, _ in cast.members], start).start()
+    api, tasks = _traffic(stack, cast)
+    try:
+        wait_for(lambda: all(c.received for c in fleet.clients), timeout=30, message="live events flowing")
+        killed_at = time.time()
+        stack.kill_redis()
+        # Keep the outage going until the API has answered a few requests without Redis.
+        wait_for(
+            lambda: time.time() - killed_at > 4 and len([r for r in api.results if r[0] > killed_at + 0.5]) >= 3,
+            timeout=60,
+            message="API requests during the outage",
+        )
+        restarted_at = time.time()
+        stack.restart_redis()
+        try:
+            wait_for(
+                lambda: (
+                    all(c.connected for c in fleet.clients)
+                    and sum(bool(c.opened and c.opened[-1] > restarted_at) for c in fleet.clients) > 0
+                ),
+                timeout=90,
+                message="every client connected again after Redis came back",
+            )
+        except TimeoutError:
+            print(describe(fleet, stack))
+            raise
+        wait_for(lambda: tasks.sent >= 4 + tasks.failed and len(api.results) > 0, timeout=30)
+        after_restart = len(api.results)
+        wait_for(lambda: len(api.results) >= after_restart + 4, timeout=30, message="API traffic after restart")
+    finally:
+        api.stop()
+        tasks.stop()
+    during = [r for r in api.results if killed_at + 0.5 < r[0] < restarted_at]
+    assert during, "no API request was made while Redis was down"
+    # Documented behaviour (docs/reliability.md): the API keeps accepting; the rows and events
+    # are stored and clients get them by replay. Never a 500, never a hang.
+    assert {r[1] for r in during} == {201}, during
+    assert max(r[2] for r in during) < 10
+    assert tasks.failed > 0  # the worker's broker was really gone
+    figures = assert_exact_sequences(fleet, start)
+    fleet.stop()
+    print("redis fault:", figures, "api during outage:", len(during), "tasks not sent:", tasks.failed)
+    assert figures["reconnects"] > 0
+
+
+# ------------------------------------------------------------------------------
+# daphne killed: the real browser client reconnects with jittered backoff
+# ------------------------------------------------------------------------------
+CLIENTS_PER_PAGE = 20
+
+BROWSER_FLEET = """
+async ({count, cursor}) => {
+  const { LiveClient } = await import("/static/js/realtime.js");
+  window.probes = [];
+  for (let i = 0; i < count; i++) {
+    const client = new LiveClient({ cursor, heartbeatSeconds: 5 });
+    const probe = { ids: [], connects: [], opens: 0, resyncs: 0 };
+    const connect = client.connect.bind(client);
+    client.connect = () => { probe.connects.push(Date.now()); connect(); };
+    client.on("*", (event) => { if (event.id !== null && event.id !== undefined) probe.ids.push(event.id); });
+    client.on("hello", () => { probe.opens += 1; });
+    client.on("resync", () => { probe.resyncs += 1; });
+    client.start();
+    window.probes.push(probe);
+  }
+}
+"""
+
+
+def _probes(page) -> list[dict]:
+    return page.evaluate("() => window.probes.map((p) => ({...p}))")
+
+
+@pytest.mark.browser
+def test_daphne_killed_and_restarted_browser_clients_back_off_with_jitter_and_lose_nothing(
+    stack, cast, browser, artifacts_dir
+):
+    """Tests kill -9 of daphne: realtime.js clients spread their reconnects, replay fills the gap exactly."""
+    from django.conf import settings as django_settings
+
+    from tests.reliability.harness import expected_ids
+    from tests.support.ws import session_cookie_for
+
+    start = _latest()
+    viewers = [cast.admins[t.pk] for t in cast.tenants]  # one page per tenant
+    contexts, pages = [], []
+    for viewer in viewers:
+        context = browser.new_context(base_url=stack.daphne.http_url)
+        context.add_cookies(
+            [
+                {
+                    "name": django_settings.SESSION_COOKIE_NAME,
+                    "value": session_cookie_for(viewer),
+                    "url": stack.daphne.http_url,
+                }
+            ]
+        )
+        page = context.new_page()
+        page.errors = []
+        page.on("pageerror", lambda error, page=page: page.errors.append(str(error)))
+        page.goto("/welcome/")
+        page.evaluate(BROWSER_FLEET, {"count": CLIENTS_PER_PAGE, "cursor": start})
+        contexts.append(context)
+        pages.append(page)
+    try:
+        wait_for(lambda: all(p["opens"] >= 1 for page in pages for p in _probes(page)), timeout=60)
+        api, tasks = _traffic(stack, cast)
+        try:
+            wait_for(lambda: all(p["ids"] for page in pages for p in _probes(page)), timeout=30)
+            killed_at_ms = time.time() * 1000
+            stack.kill_daphne()
+            wait_for(
+                lambda: all(
+                    len([t for t in p["connects"] if t > killed_at_ms]) >= 2 for pg in pages for p in _probes(pg)
+                ),
+                timeout=30,
+                message="every client retried while daphne was down",
+            )
+            stack.restart_daphne()
+            wait_for(lambda: all(p["opens"] >= 2 for page in pages for p in _probes(page)), timeout=90)
+            wait_for(lambda: len(api.results) > 0 and api.results[-1][1] == 201, timeout=30)
+        finally:
+            api.stop()
+            tasks.stop()
+        problems = []
+        for viewer, page in zip(viewers, pages, strict=True):
+            want = expected_ids(viewer, start)
+            wait_for(lambda page=page, want=want: all(set(want) <= set(p["ids"]) for p in _probes(page)), timeout=60)
+            for n, probe in enumerate(_probes(page)):
+                if probe["ids"] != want or probe["resyncs"]:
+                    problems.append(
+                        f"{viewer.email} client {n}: {len(probe['ids'])} of {len(want)}, resyncs={probe['resyncs']}"
+                    )
+        assert not problems, problems
+        retries = sorted(t for page in pages for p in _probes(page) for t in p["connects"] if t > killed_at_ms)
+        first_retries = sorted(
+            min(t for t in p["connects"] if t > killed_at_ms) for page in pages for p in _probes(page)
+        )
+        busiest = max(sum(1 for t in first_retries if s <= t < s + 100) for s in first_retries)
+        clients = len(first_retries)
+        print(
+            f"daphne fault: {clients} browser clients, {len(retries)} reconnect attempts, "
+            f"at most {busiest} first retries in any 100 ms, spread {first_retries[-1] - first_retries[0]:.0f} ms"
+        )
+        assert busiest < clients / 2, "the clients reconnected in a herd"
+        assert first_retries[-1] - first_retries[0] > 200
+        pages[0].screenshot(path=str(artifacts_dir / "reliability-daphne-restart.png"))
+        for page in pages:
+            assert page.errors == []
+    finally:
+        for context in contexts:
+            context.close()
+
+
+# ------------------------------------------------------------------------------
+# A Celery worker killed mid-job
+# ------------------------------------------------------------------------------
+def test_a_worker_killed_mid_job_is_retried_within_the_bound_and_a_second_worker_takes_the_queue(stack, cast):
+    """Tests kill -9 of the worker running an export: never stuck running, queued work still done."""
+    import uuid
+
+    from tests.reliability.harness import send_task
+    from tests.support.processes import CeleryBeat
+    from tests.workers.helpers import make_notifications
+    from workers.conf import job_settings
+    from workers.models import Job
+
+    tenant, admin = cast.tenants[0], cast.admins[cast.tenants[0].pk]
+    make_notifications(tenant, [admin], 120_000, prefix="Row")
+    beat = CeleryBeat(stack.env).start()
+    start = _latest()
+    fleet = Fleet(stack.daphne.ws_url, [user for user, _ in cast.members], start).start()
+    api, tasks = _traffic(stack, cast)
+    try:
+        job = Job.objects.create(tenant=tenant, owner=admin, kind="export", task_id=str(uuid.uuid4()))
+        send_task(stack.broker_url, "workers.tasks.run_job", [job.pk, tenant.pk], task_id=job.task_id)
+        wait_for(lambda: Job.objects.get(pk=job.pk).state == "running", timeout=60, message="export running")
+        stack.workers[0].kill()
+        killed_at = time.monotonic()
+        sent_at_kill = tasks.sent
+        wait_for(lambda: tasks.sent >= sent_at_kill + 4, timeout=30, message="work queued with no worker")
+        # The reaper runs on a worker (beat only schedules it): the crash bound holds once one is up.
+        stack.add_worker()
+        worker_up = time.monotonic()
+        left_running = wait_for(
+            lambda: Job.objects.get(pk=job.pk).state != "running" and time.monotonic(),
+            timeout=job_settings.STALE_AFTER_SECONDS + job_settings.REAP_INTERVAL_SECONDS + 30,
+            interval=0.2,
+            message="the job leaving running",
+        )
+        wait_for(
+            lambda: Job.objects.get(pk=job.pk).state in ("succeeded", "failed"), timeout=120, message="job finished"
+        )
+    finally:
+        api.stop()
+        tasks.stop()
+        beat.stop()
+    job.refresh_from_db()
+    bound = job_settings.STALE_AFTER_SECONDS + job_settings.REAP_INTERVAL_SECONDS
+    print(f"worker fault: job left running {left_running - killed_at:.1f}s after kill -9 (bound {bound}s + load)")
+    # The bound counts from the kill, or from when a worker (which runs the reaper) is up again;
+    # the slack covers a loaded 2-core machine (measured: 9-14 s on SQLite, 29 s on PostgreSQL,
+    # see docs/reliability.md). What must never happen is a job left `running`.
+    assert left_running - killed_at < max(bound, worker_up - killed_at) + 30
+    assert job.state == "succeeded" and job.attempt == 2, (job.state, job.attempt, job.error)
+    assert job.result["rows"] >= 120_000  # the rows made for it, plus the load's notifications
+    # Queued while no worker ran: the second worker published every tick that was sent.
+    from realtime.models import Event
+
+    assert Event.objects.filter(type="load.tick", id__gt=start).count() == tasks.sent
+    figures = assert_exact_sequences(fleet, start)
+    fleet.stop()
+    print("worker fault:", figures)
+
+
+# ------------------------------------------------------------------------------
+# The database unavailable for a moment (SQLite: locked by another writer)
+# ------------------------------------------------------------------------------
+ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")
+
+
+def test_the_database_locked_for_a_moment_delays_the_api_without_half_written_notifications(stack, cast):
+    """Tests SQLite's equivalent of an outage (an exclusive lock held 5 s): writes wait, then finish whole.
+
+    PostgreSQL's real outage (503 from the API) is proven by test_faults_postgres.py,
+    collected only when the suite runs on PostgreSQL.
+    """
+    import sqlite3
+
+    from django.db import connection
+
+    from notifications.models import Notification
+
+    assert connection.vendor == "sqlite"
+    start = _latest()
+    fleet = Fleet(stack.daphne.ws_url, [user for user, _ in cast.members], start).start()
+    api, tasks = _traffic(stack, cast)
+    try:
+        locker = sqlite3.connect(connection.settings_dict["NAME"], timeout=30, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        locked_at = time.time()
+        wait_for(lambda: time.time() - locked_at > 5, timeout=10, interval=0.2, message="five seconds of lock")
+        locker.execute("ROLLBACK")
+        locker.close()
+        released_at = time.time()
+        done = len(api.results)
+        wait_for(lambda: len(api.results) >= done + 4, timeout=60, message="API traffic after the lock")
+    finally:
+        api.stop()
+        tasks.stop()
+    statuses = [r[1] for r in api.results]
+    assert set(statuses) == {201}, statuses
+    assert any(r[0] > released_at and r[2] > 1 for r in api.results), "no request waited for the lock"
+    # Every accepted request wrote all of its rows: one per member of the key's tenant.
+    per_title = {}
+    for title in Notification.objects.filter(category="load").values_list("title", flat=True):
+        per_title[title] = per_title.get(title, 0) + 1
+    assert set(per_title.values()) == {PER_TENANT}, per_title
+    assert len(per_title) == len(api.results)
+    figures = assert_exact_sequences(fleet, start)
+    fleet.stop()
+    print("database lock:", figures, f"longest API wait {max(r[2] for r in api.results):.1f}s")
+
+
+if ON_POSTGRES:  # not collected (rather than skipped): PostgreSQL has its own outage test
+    del test_the_database_locked_for_a_moment_delays_the_api_without_half_written_notifications
+
+
+# ------------------------------------------------------------------------------
+# A slow consumer: stops reading; daphne's protocol ping drops it, others unaffected
+# ------------------------------------------------------------------------------
+PING_INTERVAL, PING_TIMEOUT = 2, 4
+
+
+@pytest.fixture
+def pinging_stack(subprocess_env):
+    own = OwnStack(
+        subprocess_env,
+        worker=False,
+        daphne_extra=("--ping-interval", str(PING_INTERVAL), "--ping-timeout", str(PING_TIMEOUT)),
+    )
+    yield own
+    own.stop()
+
+
+def _stalled_socket(stack: OwnStack, user):
+    """A raw TCP client that completes the handshake and then never reads again (tiny receive buffer)."""
+    import socket
+
+    from django.conf import settings as django_settings
+
+    from tests.support.ws import session_cookie_for
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", stack.daphne.port))
+    sock.sendall(
+        (
+            f"GET /ws/ HTTP/1.1\r\nHost: 127.0.0.1:{stack.daphne.port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            f"Origin: {stack.daphne.http_url}\r\n"
+            f"Cookie: {django_settings.SESSION_COOKIE_NAME}={session_cookie_for(user)}\r\n\r\n"
+        ).encode()
+    )
+    head = sock.recv(1024)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def _rss_kib(pid: int) -> int:
+    from pathlib import Path
+
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _server_closed(sock) -> bool:
+    """Drain what the kernel holds; True once the server has closed or reset the connection."""
+    sock.settimeout(0.2)
+    try:
+        while True:
+            if not sock.recv(1 << 20):
+                return True
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+
+
+def test_a_client_that_stops_reading_is_dropped_after_the_ping_timeout_and_recovers_by_replay(pinging_stack, cast):
+    """Tests the slow-consumer limit: bounded server memory, others on time, the slow one replays."""
+    stack = pinging_stack
+    slow_user = cast.admins[cast.tenants[0].pk]
+    others = [user for user, tenant in cast.members if user != slow_user][:10]
+    start = _latest()
+    fleet = Fleet(stack.daphne.ws_url, others, start).start()
+    stalled = _stalled_socket(stack, slow_user)
+    rss_before = _rss_kib(stack.daphne.pid)
+    pad = "x" * 15_000
+    api = ApiPublisher(
+        stack.daphne.http_url,
+        {cast.tenants[0].pk: cast.keys[cast.tenants[0].pk]},
+        interval=0.05,
+        payload=lambda n: {"tenant": True, "title": f"big {n}", "data": {"pad": pad}},
+    )
+    stalled_at = time.monotonic()
+    api.start()
+    rss = []
+    try:
+        closed_after = wait_for(
+            lambda: rss.append(_rss_kib(stack.daphne.pid)) or (_server_closed(stalled) and time.monotonic()),
+            timeout=PING_INTERVAL + PING_TIMEOUT + 30,
+            interval=0.5,
+            message="daphne dropping the stalled client",
+        )
+        # The others kept up while the slow one was stalled (within a few seconds of the newest event).
+        newest = _latest()
+        wait_for(lambda: all(c.cursor >= newest for c in fleet.clients), timeout=15, message="others on time")
+        wait_for(lambda: len(api.results) >= 150, timeout=60)
+    finally:
+        api.stop()
+        stalled.close()
+    assert {r[1] for r in api.results} == {201}
+    grown_mib = (max(rss) - rss_before) / 1024
+    print(
+        f"slow consumer: dropped {closed_after - stalled_at:.1f}s after it stopped reading "
+        f"(limit {PING_INTERVAL}+{PING_TIMEOUT}s), daphne RSS {rss_before / 1024:.0f} -> max {max(rss) / 1024:.0f} MiB"
+    )
+    assert closed_after - stalled_at < PING_INTERVAL + PING_TIMEOUT + 10
+    assert grown_mib < 64, "server memory grew with the stalled client's backlog"
+    figures = assert_exact_sequences(fleet, start)
+    fleet.stop()
+    # The slow client comes back and gets everything it missed, in order, by replay.
+    from tests.reliability.harness import expected_ids
+    from tests.support.ws import open_socket, session_cookie_for
+
+    want = expected_ids(slow_user, start)
+    with open_socket(stack.daphne.ws_url, session=session_cookie_for(slow_user), after=start) as back:
+        back.wait_type("hello")
+        wait_for(lambda: back.listen(0.5) is not None and {f["id"] for f in back.durable()} >= set(want), timeout=60)
+        assert [f["id"] for f in back.durable()] == want
+    print("slow consumer:", figures, f"replayed {len(want)} events to the slow client")
