@@ -244,8 +244,10 @@ def test_a_worker_killed_mid_job_is_retried_within_the_bound_and_a_second_worker
         # The reaper runs on a worker (beat only schedules it): the crash bound holds once one is up.
         stack.add_worker()
         worker_up = time.monotonic()
+        # Re-queued (attempt 2) counts as having left `running`, even if the second worker
+        # claims it again before a poll sees the short `queued` state.
         left_running = wait_for(
-            lambda: Job.objects.get(pk=job.pk).state != "running" and time.monotonic(),
+            lambda: _left_first_attempt(Job.objects.get(pk=job.pk)) and time.monotonic(),
             timeout=job_settings.STALE_AFTER_SECONDS + job_settings.REAP_INTERVAL_SECONDS + 30,
             interval=0.2,
             message="the job leaving running",
@@ -259,11 +261,15 @@ def test_a_worker_killed_mid_job_is_retried_within_the_bound_and_a_second_worker
         beat.stop()
     job.refresh_from_db()
     bound = job_settings.STALE_AFTER_SECONDS + job_settings.REAP_INTERVAL_SECONDS
-    print(f"worker fault: job left running {left_running - killed_at:.1f}s after kill -9 (bound {bound}s + load)")
+    print(
+        f"worker fault: job left running {left_running - killed_at:.1f}s after kill -9 "
+        f"(bound {bound}s; a worker was up again after {worker_up - killed_at:.1f}s)"
+    )
     # The bound counts from the kill, or from when a worker (which runs the reaper) is up again;
-    # the slack covers a loaded 2-core machine (measured: 9-14 s on SQLite, 29 s on PostgreSQL,
-    # see docs/reliability.md). What must never happen is a job left `running`.
-    assert left_running - killed_at < max(bound, worker_up - killed_at) + 30
+    # the slack covers a loaded 2-core machine (see docs/reliability.md).
+    # What must never happen is a job left `running`.
+    reaper_due = max(bound, worker_up - killed_at + job_settings.REAP_INTERVAL_SECONDS)
+    assert left_running - killed_at < reaper_due + 10
     assert job.state == "succeeded" and job.attempt == 2, (job.state, job.attempt, job.error)
     assert job.result["rows"] >= 120_000  # the rows made for it, plus the load's notifications
     # Queued while no worker ran: the second worker published every tick that was sent.
@@ -273,6 +279,10 @@ def test_a_worker_killed_mid_job_is_retried_within_the_bound_and_a_second_worker
     figures = assert_exact_sequences(fleet, start)
     fleet.stop()
     print("worker fault:", figures)
+
+
+def _left_first_attempt(job) -> bool:
+    return job.state != "running" or job.attempt > 1
 
 
 # ------------------------------------------------------------------------------
