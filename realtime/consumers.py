@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from . import metrics, services
 from .events import envelope
+from .layers import join_groups, leave_groups
 
 logger = logging.getLogger(__name__)
 
@@ -204,8 +205,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.heartbeat_task:
             self.heartbeat_task.cancel()
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        await leave_groups(self.channel_layer, self.groups_joined, self.channel_name)
         self.groups_joined = set()
         if self.user is not None:
             metrics.DISCONNECTS.labels(route=self.route).inc()
@@ -354,8 +354,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if action == "resubscribe":
             self.subs = await db_call(services.subscriptions_for)(self.user)
             wanted = self.subs.groups
-            for group in self.groups_joined - wanted:
-                await self.channel_layer.group_discard(group, self.channel_name)
+            await leave_groups(self.channel_layer, self.groups_joined - wanted, self.channel_name)
             await self._join(wanted - self.groups_joined)
             self.groups_joined = wanted
             await self.send_frame("membership.changed", {"tenants": self.subs.hello_tenants()})
@@ -371,8 +370,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         return getattr(session, "session_key", None)
 
     async def _join(self, groups: set[str]) -> None:
-        for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+        await join_groups(self.channel_layer, groups, self.channel_name)
         self.groups_joined |= groups
 
     async def close(self, code: int | None = None, reason: str | None = None) -> None:

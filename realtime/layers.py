@@ -25,7 +25,10 @@ sees durable events in cursor order.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import time
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from channels_redis.core import RedisChannelLayer
@@ -152,9 +155,117 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
     channels-redis's own receive does, and the next ``receive`` starts a new pump.
     """
 
+    # channels-redis's group_send script, except that each message's score is above the
+    # newest one already queued on its key: the queue stays first-in first-out even when
+    # two processes' clocks (or two messages of one batch) give the same or older time.
+    _GROUP_SEND_IN_ORDER = """
+        local over_capacity = 0
+        local current_time = tonumber(ARGV[#ARGV - 1])
+        local expiry = ARGV[#ARGV]
+        for i=1,#KEYS do
+            if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[i + #KEYS]) then
+                local score = current_time
+                local newest = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
+                if newest[2] and tonumber(newest[2]) >= score then
+                    score = tonumber(newest[2]) + 0.000001
+                end
+                redis.call('ZADD', KEYS[i], string.format('%.6f', score), ARGV[i])
+                redis.call('EXPIRE', KEYS[i], expiry)
+            else
+                over_capacity = over_capacity + 1
+            end
+        end
+        return over_capacity
+    """
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pumps: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+
+    # --------------------------------------------------------------------------
+    # Batched writes: one Redis round trip per step, not several per group
+    # --------------------------------------------------------------------------
+    async def group_send_many(self, messages: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """``group_send`` each ``(group, message)`` in order, in two pipelined round trips per host.
+
+        A tenant-wide notification is one event per member, so one API call made a
+        thousand ``group_send`` calls of four round trips each, on the web process's
+        event loop, while that loop also served every socket (the 2,000-socket soak,
+        docs/reliability.md). Here the groups' members are read in one pipeline and
+        the messages queued in another, in the order given; a socket sees them in that
+        order, as with one ``group_send`` after another.
+        """
+        if not messages:
+            return
+        now = int(time.time())
+        groups = list(dict.fromkeys(group for group, _ in messages))
+        for group in groups:
+            assert self.require_valid_group_name(group), "Group name not valid"
+        members: dict[str, list[str]] = {}
+        by_host: dict[int, list[str]] = collections.defaultdict(list)
+        for group in groups:
+            by_host[self.consistent_hash(group)].append(group)
+        for index, host_groups in by_host.items():
+            pipe = self.connection(index).pipeline(transaction=False)
+            for group in host_groups:
+                key = self._group_key(group)
+                pipe.zremrangebyscore(key, min=0, max=now - self.group_expiry)
+                pipe.zrange(key, 0, -1)
+            replies = await pipe.execute()
+            for position, group in enumerate(host_groups):
+                members[group] = [name.decode("utf8") for name in replies[2 * position + 1]]
+
+        pipes: dict[int, Any] = {}
+        scripts: dict[int, list[int]] = collections.defaultdict(list)  # each pipe's script replies
+        trimmed: set[bytes] = set()
+        for group, message in messages:
+            if not members[group]:
+                continue
+            by_connection, key_message, key_capacity = self._map_channel_keys_to_connection(members[group], message)
+            for index, keys in by_connection.items():
+                pipe = pipes.get(index)
+                if pipe is None:
+                    pipe = pipes[index] = self.connection(index).pipeline(transaction=False)
+                for key in keys:
+                    if key not in trimmed:  # drop messages past their expiry, once per key
+                        pipe.zremrangebyscore(key, min=0, max=now - int(self.expiry))
+                        trimmed.add(key)
+                args = [key_message[key] for key in keys] + [key_capacity[key] for key in keys]
+                scripts[index].append(len(pipe.command_stack))
+                pipe.eval(self._GROUP_SEND_IN_ORDER, len(keys), *keys, *args, time.time(), self.expiry)
+        for index, pipe in pipes.items():
+            replies = await pipe.execute()
+            dropped = sum(replies[position] for position in scripts[index])
+            if dropped:
+                metrics.OVER_CAPACITY_DROPS.inc(dropped)
+                logger.warning("%d message(s) dropped: their channels were over capacity", dropped)
+
+    async def group_add_many(self, groups: Iterable[str], channel: str) -> None:
+        """``group_add`` for several groups in one pipelined round trip per host (a socket's handshake)."""
+        assert self.require_valid_channel_name(channel), "Channel name not valid"
+        by_host: dict[int, list[str]] = collections.defaultdict(list)
+        for group in groups:
+            assert self.require_valid_group_name(group), "Group name not valid"
+            by_host[self.consistent_hash(group)].append(group)
+        stamp = time.time()
+        for index, host_groups in by_host.items():
+            pipe = self.connection(index).pipeline(transaction=False)
+            for group in host_groups:
+                key = self._group_key(group)
+                pipe.zadd(key, {channel: stamp})
+                pipe.expire(key, self.group_expiry)
+            await pipe.execute()
+
+    async def group_discard_many(self, groups: Iterable[str], channel: str) -> None:
+        """``group_discard`` for several groups in one pipelined round trip per host (a socket closing)."""
+        by_host: dict[int, list[str]] = collections.defaultdict(list)
+        for group in groups:
+            by_host[self.consistent_hash(group)].append(group)
+        for index, host_groups in by_host.items():
+            pipe = self.connection(index).pipeline(transaction=False)
+            for group in host_groups:
+                pipe.zrem(self._group_key(group), channel)
+            await pipe.execute()
 
     async def receive(self, channel: str) -> dict[str, Any]:
         if "!" not in channel:  # a plain channel name: no process-wide pop involved
@@ -202,3 +313,33 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
         await super().close_pools()
+
+
+# ------------------------------------------------------------------------------
+# What callers use: the batched methods where the layer has them, one call each otherwise
+# ------------------------------------------------------------------------------
+async def send_to_groups(layer: Any, messages: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Send each ``(group, message)`` in order: in one batch if the layer can, else one by one."""
+    if hasattr(layer, "group_send_many"):
+        await layer.group_send_many(messages)
+        return
+    for group, message in messages:
+        await layer.group_send(group, message)
+
+
+async def join_groups(layer: Any, groups: Iterable[str], channel: str) -> None:
+    """Add ``channel`` to every group: in one batch if the layer can, else one by one."""
+    if hasattr(layer, "group_add_many"):
+        await layer.group_add_many(groups, channel)
+        return
+    for group in groups:
+        await layer.group_add(group, channel)
+
+
+async def leave_groups(layer: Any, groups: Iterable[str], channel: str) -> None:
+    """Remove ``channel`` from every group: in one batch if the layer can, else one by one."""
+    if hasattr(layer, "group_discard_many"):
+        await layer.group_discard_many(groups, channel)
+        return
+    for group in groups:
+        await layer.group_discard(group, channel)

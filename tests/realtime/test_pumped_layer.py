@@ -90,3 +90,103 @@ def test_receive_raises_for_every_waiting_socket_when_redis_goes_away(own_redis)
 
     outcomes = async_to_sync(scenario)()
     assert all(isinstance(outcome, Exception) for outcome in outcomes), outcomes
+
+
+# ------------------------------------------------------------------------------
+# Batched writes: what the publish path and the sockets' group changes use
+# ------------------------------------------------------------------------------
+async def _drain(layer: PumpedRedisChannelLayer, channel: str, count: int) -> list[dict]:
+    return [await asyncio.wait_for(layer.receive(channel), 5) for _ in range(count)]
+
+
+def test_a_batch_of_group_sends_reaches_every_member_in_the_order_given(own_redis):
+    """Tests 300 messages to users' and a tenant's groups: each socket gets its own, in order."""
+    layer = PumpedRedisChannelLayer(hosts=[{"address": own_redis.url}], capacity=1000)
+
+    async def scenario() -> dict[str, list[int]]:
+        alice, bob, carol = [await layer.new_channel() for _ in range(3)]
+        await layer.group_add_many(["user.1", "tenant.1"], alice)
+        await layer.group_add_many(["user.2", "tenant.1"], bob)
+        await layer.group_add_many(["user.3"], carol)  # not in the tenant
+        groups = ["user.1", "user.2", "tenant.1", "user.3", "user.4"]  # nobody in user.4
+        batch = [(groups[n % len(groups)], {"type": "realtime.event", "n": n}) for n in range(300)]
+        await layer.group_send_many(batch)
+        try:
+            return {
+                name: [message["n"] for message in await _drain(layer, channel, expected)]
+                for name, channel, expected in (("alice", alice, 120), ("bob", bob, 120), ("carol", carol, 60))
+            }
+        finally:
+            await layer.flush()
+
+    got = async_to_sync(scenario)()
+    assert got["alice"] == [n for n in range(300) if n % 5 in (0, 2)]
+    assert got["bob"] == [n for n in range(300) if n % 5 in (1, 2)]
+    assert got["carol"] == [n for n in range(300) if n % 5 == 3]
+
+
+def test_a_batch_stays_in_order_when_the_clock_goes_backwards(own_redis, monkeypatch):
+    """Tests first-in first-out per socket even if the sender's clock steps back (NTP, another host)."""
+    import realtime.layers
+
+    layer = PumpedRedisChannelLayer(hosts=[{"address": own_redis.url}])
+    clock = iter(range(2_000_000_000, 0, -1))
+    monkeypatch.setattr(realtime.layers.time, "time", lambda: float(next(clock)))
+
+    async def scenario() -> list[int]:
+        channel = await layer.new_channel()
+        await layer.group_add_many(["user.1"], channel)
+        await layer.group_send_many([("user.1", {"type": "realtime.event", "n": n}) for n in range(50)])
+        await layer.group_send_many([("user.1", {"type": "realtime.event", "n": n}) for n in range(50, 60)])
+        try:
+            return [message["n"] for message in await _drain(layer, channel, 60)]
+        finally:
+            await layer.flush()
+
+    assert async_to_sync(scenario)() == list(range(60))
+
+
+def test_a_batch_over_a_sockets_capacity_is_counted_and_later_sockets_still_get_theirs(own_redis):
+    """Tests that a full queue drops (and counts) what does not fit, and does not stop the batch."""
+    from realtime import metrics
+
+    layer = PumpedRedisChannelLayer(hosts=[{"address": own_redis.url}], capacity=5)
+    before = metrics.OVER_CAPACITY_DROPS._value.get()
+
+    async def scenario() -> list[int]:
+        channel = await layer.new_channel()
+        await layer.group_add_many(["user.1"], channel)
+        await layer.group_send_many([("user.1", {"type": "realtime.event", "n": n}) for n in range(8)])
+        try:
+            return [message["n"] for message in await _drain(layer, channel, 5)]
+        finally:
+            await layer.flush()
+
+    assert async_to_sync(scenario)() == [0, 1, 2, 3, 4]
+    assert metrics.OVER_CAPACITY_DROPS._value.get() - before == 3
+
+
+def test_a_socket_that_left_its_groups_in_one_batch_gets_nothing_more(own_redis):
+    """Tests group_discard_many: after it, the socket's groups no longer reach it."""
+    layer = PumpedRedisChannelLayer(hosts=[{"address": own_redis.url}])
+    store = redis.Redis.from_url(own_redis.url)
+
+    async def scenario() -> list[int]:
+        leaver, stayer = await layer.new_channel(), await layer.new_channel()
+        await layer.group_add_many(["user.1", "tenant.1"], leaver)
+        await layer.group_add_many(["tenant.1"], stayer)
+        await layer.group_discard_many(["user.1", "tenant.1"], leaver)
+        await layer.group_send_many(
+            [("user.1", {"type": "realtime.event", "n": 1}), ("tenant.1", {"type": "realtime.event", "n": 2})]
+        )
+        try:
+            assert [m["n"] for m in await _drain(layer, stayer, 1)] == [2]
+            # Both sockets share this process's queue, first in first out: a message for the
+            # leaver would have been popped before the stayer's, into the leaver's buffer.
+            assert store.zcard(layer.prefix + layer.non_local_name(leaver)) == 0
+            buffered = layer.receive_buffer.get(leaver)
+            return [buffered.get_nowait()["n"] for _ in range(buffered.qsize())] if buffered else []
+        finally:
+            await layer.flush()
+
+    assert async_to_sync(scenario)() == []
