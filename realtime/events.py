@@ -1,8 +1,7 @@
 """The one publish path: everything that reaches a browser goes through this module.
 
 Who may call it: services (``do_*`` functions), signal receivers through those
-services, views, the HTTP API and Celery tasks. Nothing else calls ``group_send``
-(nor the default layer's batched form of it, ``group_send_many``).
+services, views, the HTTP API and Celery tasks. Nothing else calls ``group_send``.
 Callers name the audience explicitly; choosing it is a security decision.
 
 How an event travels::

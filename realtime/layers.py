@@ -28,7 +28,9 @@ import asyncio
 import collections
 import logging
 import time
+import weakref
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from channels_redis.core import RedisChannelLayer
@@ -138,6 +140,15 @@ class _ReceiveFailed:
         self.error = error
 
 
+@dataclass
+class _SendBatch:
+    """``group_send`` calls waiting to go to Redis together."""
+
+    sent: asyncio.Future
+    messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    task: asyncio.Task | None = None
+
+
 class PumpedRedisChannelLayer(RedisChannelLayer):
     """``RedisChannelLayer`` whose process-wide receive is never cancelled by a leaving socket.
 
@@ -178,9 +189,49 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
         return over_capacity
     """
 
+    # ``group_send`` calls made in one turn of the event loop go out as one batch.
+    coalesces_group_sends = True
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pumps: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+        self._open_batches: dict[asyncio.AbstractEventLoop, _SendBatch] = {}
+        self._send_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        """channels-redis's ``group_send``, coalesced with the other calls of this loop turn.
+
+        Calls made before the event loop next runs its callbacks (``asyncio.gather``
+        over many ``group_send`` calls, as the publish path does) join one batch, sent
+        by ``group_send_many`` in call order; batches go out one after another. Returns
+        once this call's batch is in Redis, and raises what sending it raised.
+        """
+        assert self.require_valid_group_name(group), "Group name not valid"
+        loop = asyncio.get_running_loop()
+        batch = self._open_batches.get(loop)
+        if batch is None:
+            batch = self._open_batches[loop] = _SendBatch(loop.create_future())
+            loop.call_soon(self._close_batch, loop, batch)
+        batch.messages.append((group, message))
+        await asyncio.shield(batch.sent)
+
+    def _close_batch(self, loop: asyncio.AbstractEventLoop, batch: _SendBatch) -> None:
+        if self._open_batches.get(loop) is batch:
+            del self._open_batches[loop]
+        batch.task = loop.create_task(self._send_batch(batch), name="channel-layer-group-send")
+
+    async def _send_batch(self, batch: _SendBatch) -> None:
+        lock = self._send_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock:  # first in, first out: a later batch waits for an earlier one
+            try:
+                await self.group_send_many(batch.messages)
+            except BaseException as error:
+                batch.sent.set_exception(error)
+                batch.sent.exception()  # retrieved here too: every caller may have given up waiting
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+            else:
+                batch.sent.set_result(None)
 
     # --------------------------------------------------------------------------
     # Batched writes: one Redis round trip per step, not several per group
@@ -319,9 +370,18 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
 # What callers use: the batched methods where the layer has them, one call each otherwise
 # ------------------------------------------------------------------------------
 async def send_to_groups(layer: Any, messages: Sequence[tuple[str, dict[str, Any]]]) -> None:
-    """Send each ``(group, message)`` in order: in one batch if the layer can, else one by one."""
-    if hasattr(layer, "group_send_many"):
-        await layer.group_send_many(messages)
+    """``group_send`` each ``(group, message)`` in order.
+
+    A layer that coalesces (``coalesces_group_sends``) gets every call at once and
+    sends them as one batch, in call order; any other layer gets them one by one.
+    """
+    if getattr(layer, "coalesces_group_sends", False):
+        outcomes = await asyncio.gather(
+            *(layer.group_send(group, message) for group, message in messages), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return
     for group, message in messages:
         await layer.group_send(group, message)

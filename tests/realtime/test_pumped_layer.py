@@ -99,9 +99,19 @@ async def _drain(layer: PumpedRedisChannelLayer, channel: str, count: int) -> li
     return [await asyncio.wait_for(layer.receive(channel), 5) for _ in range(count)]
 
 
-def test_a_batch_of_group_sends_reaches_every_member_in_the_order_given(own_redis):
-    """Tests 300 messages to users' and a tenant's groups: each socket gets its own, in order."""
+def test_a_batch_of_group_sends_reaches_every_member_in_the_order_given(own_redis, monkeypatch):
+    """Tests 300 group_send calls to users' and a tenant's groups: one batch, each socket gets its own in order."""
+    from realtime.layers import send_to_groups
+
     layer = PumpedRedisChannelLayer(hosts=[{"address": own_redis.url}], capacity=1000)
+    batches = []
+    send_many = layer.group_send_many
+
+    async def counted(messages):
+        batches.append(len(messages))
+        await send_many(messages)
+
+    monkeypatch.setattr(layer, "group_send_many", counted)
 
     async def scenario() -> dict[str, list[int]]:
         alice, bob, carol = [await layer.new_channel() for _ in range(3)]
@@ -110,7 +120,7 @@ def test_a_batch_of_group_sends_reaches_every_member_in_the_order_given(own_redi
         await layer.group_add_many(["user.3"], carol)  # not in the tenant
         groups = ["user.1", "user.2", "tenant.1", "user.3", "user.4"]  # nobody in user.4
         batch = [(groups[n % len(groups)], {"type": "realtime.event", "n": n}) for n in range(300)]
-        await layer.group_send_many(batch)
+        await send_to_groups(layer, batch)  # what the publish path calls
         try:
             return {
                 name: [message["n"] for message in await _drain(layer, channel, expected)]
@@ -120,6 +130,7 @@ def test_a_batch_of_group_sends_reaches_every_member_in_the_order_given(own_redi
             await layer.flush()
 
     got = async_to_sync(scenario)()
+    assert batches == [300]
     assert got["alice"] == [n for n in range(300) if n % 5 in (0, 2)]
     assert got["bob"] == [n for n in range(300) if n % 5 in (1, 2)]
     assert got["carol"] == [n for n in range(300) if n % 5 == 3]
@@ -190,3 +201,20 @@ def test_a_socket_that_left_its_groups_in_one_batch_gets_nothing_more(own_redis)
             await layer.flush()
 
     assert async_to_sync(scenario)() == []
+
+
+def test_group_sends_one_after_another_still_arrive_in_order(own_redis):
+    """Tests plain sequential ``group_send`` calls (batches of one) on the coalescing layer."""
+    layer = PumpedRedisChannelLayer(hosts=[{"address": own_redis.url}])
+
+    async def scenario() -> list[int]:
+        channel = await layer.new_channel()
+        await layer.group_add("user.1", channel)
+        for n in range(20):
+            await layer.group_send("user.1", {"type": "realtime.event", "n": n})
+        try:
+            return [message["n"] for message in await _drain(layer, channel, 20)]
+        finally:
+            await layer.flush()
+
+    assert async_to_sync(scenario)() == list(range(20))
