@@ -142,6 +142,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             self.reset_delivery(opening.cursor)
         for frame in opening.snapshots:
             await self.send(text_data=frame)
+        self.announce_next = 0  # the cursor the next ping announces (see beat)
         self.heartbeat_task = asyncio.create_task(self.heartbeat())
 
     async def replay(self, after: int) -> None:
@@ -169,10 +170,17 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.delivered: set[int] = set()
 
     async def beat(self) -> None:
-        """One heartbeat: resend durable events the layer dropped, then ping with the newest cursor.
+        """One heartbeat: resend durable events the layer dropped, then ping with a cursor.
 
         channels-redis drops messages for a channel over capacity without telling anyone;
         what this socket was sent is compared with what it may see, and the gap is filled.
+
+        The ping announces the newest event this user could see at the *previous* beat:
+        an event sent since may still be on its way through Redis to this socket. When
+        the ping announced the newest one, a busy server (2,000 sockets, the soak in
+        docs/reliability.md) made every client that was a second behind ask for a replay
+        of events already coming, and the replays made the server busier still. An event
+        that truly never arrives is announced one beat later, and the client resumes.
         """
         through = self.last_cursor
         check = await db_call(services.check_delivery)(self.subs, self.verified_cursor, through, self.delivered)
@@ -184,7 +192,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if through > self.verified_cursor:
             self.verified_cursor = through
             self.delivered = {event_id for event_id in self.delivered if event_id > through}
-        await self.send_frame("ping", {"cursor": check.cursor})
+        announce, self.announce_next = min(self.announce_next, check.cursor), check.cursor
+        await self.send_frame("ping", {"cursor": announce})
 
     async def heartbeat(self) -> None:
         """Beat every few seconds until the socket closes; a failed beat is retried on the next."""
