@@ -13,10 +13,11 @@ import threading
 import time
 
 from django.conf import settings
-from django.core.cache import cache
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 from ninja.throttling import BaseThrottle, SimpleRateThrottle
+
+from liveplatform.cache import shared_cache
 
 from .api_keys import authenticate_api_key
 from .models import ApiKey
@@ -66,6 +67,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // period)
         key = f"throttle:api_key:{auth.pk}:{period}:{window}"
+        cache = shared_cache()
         try:
             cache.add(key, 0, timeout=period + 1)
             count = cache.incr(key)

@@ -22,6 +22,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from accounts.models import Membership
+from liveplatform.cache import shared_cache
 
 from .audience import PLATFORM_GROUP, tenant_admins_group, tenant_group, user_group
 from .events import envelope, event_to_frame
@@ -306,9 +307,8 @@ def note_connect_attempt(user_id: int) -> bool:
     limit = settings.REALTIME.get("CONNECTS_PER_MINUTE") or 0
     if limit <= 0:
         return True
-    from django.core.cache import cache
-
     key = f"ws-connects:{user_id}:{int(time.time() // 60)}"
+    cache = shared_cache()
     try:
         cache.add(key, 0, timeout=61)
         return cache.incr(key) <= limit

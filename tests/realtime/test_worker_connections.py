@@ -33,3 +33,26 @@ def test_a_thousand_publishes_from_a_worker_keep_redis_connections_bounded(live,
     )
     assert peak - baseline <= 20, f"connections grew from {baseline} to {peak} during 1000 publishes"
     assert after <= baseline + 5
+
+
+def test_open_sockets_do_not_each_hold_a_redis_connection(live, make_tenant, make_member):
+    """Tests 40 sockets on the real server: Redis sees a few more clients, not one per socket.
+
+    Each consumer runs in a context of its own, and Django's ``cache`` is per context: the
+    handshake's rate-limit counter once gave every open socket a Redis connection of its own.
+    """
+    acme = make_tenant("acme")
+    members = [make_member(acme, email=f"m{n}@acme.test") for n in range(40)]
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    with live.socket(members[0]) as first:  # warm-up: the server's pools exist
+        first.wait_type("hello")
+        baseline = client.info("clients")["connected_clients"]
+        sockets = [live.socket(member) for member in members[1:]]
+        try:
+            for sock in sockets:
+                sock.wait_type("hello")
+            grown = client.info("clients")["connected_clients"] - baseline
+        finally:
+            for sock in sockets:
+                sock.close()
+    assert grown <= 10, f"39 more sockets opened {grown} more Redis connections"
