@@ -36,6 +36,7 @@ from typing import Any
 from channels_redis.core import RedisChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
 from channels_redis.utils import _wrap_close, decode_hosts
+from redis import asyncio as aioredis
 
 from . import metrics
 
@@ -191,12 +192,28 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
 
     # ``group_send`` calls made in one turn of the event loop go out as one batch.
     coalesces_group_sends = True
+    # How long a command waits for a free connection when the pool is at its limit.
+    POOL_WAIT_SECONDS = 20.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pumps: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
         self._open_batches: dict[asyncio.AbstractEventLoop, _SendBatch] = {}
         self._send_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def create_pool(self, index: int) -> aioredis.ConnectionPool:
+        """A pool that waits for a free connection at ``max_connections`` instead of raising.
+
+        redis-py's default pool raises ``MaxConnectionsError`` once that many commands
+        are in flight: 2,000 sockets closing at once (the soak's end, a network blip)
+        each discard their groups, and some of them failed with it (docs/reliability.md).
+        """
+        host = dict(self.hosts[index])
+        if "address" not in host:  # Sentinel: channels-redis's own pool
+            return super().create_pool(index)
+        address = host.pop("address")
+        host.setdefault("timeout", self.POOL_WAIT_SECONDS)
+        return aioredis.BlockingConnectionPool.from_url(address, **host)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         """channels-redis's ``group_send``, coalesced with the other calls of this loop turn.

@@ -186,7 +186,11 @@ CHANNEL_LAYERS = {
                     # would kill it (redis-py 8 defaults to 5 s). Wait for pool slots
                     # instead of raising under connect storms.
                     "socket_timeout": None,
-                    "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 2000),
+                    # The default layer waits for a free connection at this limit (a blocking
+                    # pool, realtime.layers); the others raise there, so they get a high one.
+                    "max_connections": env_int(
+                        "CHANNEL_LAYER_MAX_CONNECTIONS", 200 if CHANNEL_LAYER_BACKEND == "redis" else 2000
+                    ),
                     "health_check_interval": 30,
                 }
                 for url in CHANNEL_LAYER_REDIS_URLS

@@ -218,3 +218,19 @@ def test_group_sends_one_after_another_still_arrive_in_order(own_redis):
             await layer.flush()
 
     assert async_to_sync(scenario)() == list(range(20))
+
+
+def test_more_sockets_closing_at_once_than_the_pool_holds_wait_for_a_connection(own_redis):
+    """Tests 300 sockets leaving their groups at once through a pool of 5: none fails, all have left."""
+    layer = PumpedRedisChannelLayer(hosts=[{"address": own_redis.url, "max_connections": 5}])
+    store = redis.Redis.from_url(own_redis.url)
+
+    async def scenario() -> None:
+        channels = [f"specific.test!{n}" for n in range(300)]
+        await asyncio.gather(*(layer.group_add_many([f"user.{n}", "tenant.1"], c) for n, c in enumerate(channels)))
+        await asyncio.gather(*(layer.group_discard_many([f"user.{n}", "tenant.1"], c) for n, c in enumerate(channels)))
+        await layer.flush()
+
+    async_to_sync(scenario)()
+    assert store.zcard(layer._group_key("tenant.1")) == 0
+    assert store.client_list() and len(store.client_list()) <= 1 + 5  # this client and the pool's
