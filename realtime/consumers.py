@@ -207,7 +207,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 await self.beat()
             except asyncio.CancelledError:
                 return
-            except Exception:
+            except Exception as error:
+                if isinstance(error, OSError) and not isinstance(error, TimeoutError):
+                    # ASGI servers raise an OSError (uvicorn: ClientDisconnected) on a send to a
+                    # client that has gone: its disconnect is on the way and ends this socket.
+                    return
                 # The database or Redis blinked: keep beating, the next round repairs what this one could not.
                 logger.warning("heartbeat failed for user %s", getattr(self.user, "pk", None), exc_info=True)
 

@@ -210,3 +210,36 @@ def test_flood_of_frames_is_rate_limited_then_closed(inmemory_channel_layer, mak
         assert outputs[-1]["code"] == 4429
 
     async_to_sync(run)()
+
+
+def test_a_heartbeat_to_a_client_that_has_gone_ends_quietly(
+    inmemory_channel_layer, make_member, settings, caplog, monkeypatch
+):
+    """Tests the race of a beat and a closing client: the server's OSError on send is not logged as a failure."""
+    import asyncio
+
+    from realtime.consumers import RealtimeConsumer
+
+    settings.REALTIME = {**settings.REALTIME, "HEARTBEAT_SECONDS": 0.05}
+    alice = make_member(email="alice@acme.test")
+
+    async def run():
+        comm = communicator(alice)
+        assert (await comm.connect())[0]
+
+        async def gone(self, frame_type, data):
+            raise ConnectionResetError("client disconnected")  # uvicorn raises ClientDisconnected, an OSError
+
+        monkeypatch.setattr(RealtimeConsumer, "send_frame", gone)
+        assert (await receive(comm))["type"] == "hello"
+        deadline = asyncio.get_running_loop().time() + 5
+        while not (beating := [t for t in asyncio.all_tasks() if t.get_coro().__qualname__.endswith(".heartbeat")]):
+            assert asyncio.get_running_loop().time() < deadline, "the heartbeat never started"
+            await asyncio.sleep(0.01)
+        done, _ = await asyncio.wait(beating, timeout=5)
+        assert done, "the heartbeat went on beating a client that has gone"
+        monkeypatch.undo()
+        await comm.disconnect()
+
+    async_to_sync(run)()
+    assert not [r for r in caplog.records if "heartbeat failed" in r.getMessage()]
