@@ -234,3 +234,28 @@ def test_more_sockets_closing_at_once_than_the_pool_holds_wait_for_a_connection(
     async_to_sync(scenario)()
     assert store.zcard(layer._group_key("tenant.1")) == 0
     assert store.client_list() and len(store.client_list()) <= 1 + 5  # this client and the pool's
+
+
+def test_a_backlog_is_popped_in_batches_and_delivered_in_order(own_redis):
+    """Tests 1,200 messages already waiting for a process (more than one pop takes): all arrive, in order."""
+    from realtime.layers import send_to_groups
+
+    layer = PumpedRedisChannelLayer(hosts=[{"address": own_redis.url}], capacity=2000)
+    assert layer.PUMP_BATCH < 1200
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        first, second = await layer.new_channel(), await layer.new_channel()
+        await layer.group_add_many(["user.1"], first)
+        await layer.group_add_many(["user.2"], second)
+        # Queued before either socket receives: the pump starts on a backlog.
+        await send_to_groups(layer, [(f"user.{1 + n % 2}", {"type": "realtime.event", "n": n}) for n in range(1200)])
+        try:
+            got_first = [m["n"] for m in await _drain(layer, first, 600)]
+            got_second = [m["n"] for m in await _drain(layer, second, 600)]
+            return got_first, got_second
+        finally:
+            await layer.flush()
+
+    got_first, got_second = async_to_sync(scenario)()
+    assert got_first == list(range(0, 1200, 2))
+    assert got_second == list(range(1, 1200, 2))
