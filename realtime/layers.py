@@ -281,14 +281,8 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
         if not messages:
             return
         now = int(time.time())
-        groups = list(dict.fromkeys(group for group, _ in messages))
-        for group in groups:
-            assert self.require_valid_group_name(group), "Group name not valid"
         members: dict[str, list[str]] = {}
-        by_host: dict[int, list[str]] = collections.defaultdict(list)
-        for group in groups:
-            by_host[self.consistent_hash(group)].append(group)
-        for index, host_groups in by_host.items():
+        for index, host_groups in self._groups_by_host(dict.fromkeys(group for group, _ in messages)).items():
             pipe = self.connection(index).pipeline(transaction=False)
             for group in host_groups:
                 key = self._group_key(group)
@@ -326,12 +320,8 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
     async def group_add_many(self, groups: Iterable[str], channel: str) -> None:
         """``group_add`` for several groups in one pipelined round trip per host (a socket's handshake)."""
         assert self.require_valid_channel_name(channel), "Channel name not valid"
-        by_host: dict[int, list[str]] = collections.defaultdict(list)
-        for group in groups:
-            assert self.require_valid_group_name(group), "Group name not valid"
-            by_host[self.consistent_hash(group)].append(group)
         stamp = time.time()
-        for index, host_groups in by_host.items():
+        for index, host_groups in self._groups_by_host(groups).items():
             pipe = self.connection(index).pipeline(transaction=False)
             for group in host_groups:
                 key = self._group_key(group)
@@ -341,14 +331,19 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
 
     async def group_discard_many(self, groups: Iterable[str], channel: str) -> None:
         """``group_discard`` for several groups in one pipelined round trip per host (a socket closing)."""
-        by_host: dict[int, list[str]] = collections.defaultdict(list)
-        for group in groups:
-            by_host[self.consistent_hash(group)].append(group)
-        for index, host_groups in by_host.items():
+        for index, host_groups in self._groups_by_host(groups).items():
             pipe = self.connection(index).pipeline(transaction=False)
             for group in host_groups:
                 pipe.zrem(self._group_key(group), channel)
             await pipe.execute()
+
+    def _groups_by_host(self, groups: Iterable[str]) -> dict[int, list[str]]:
+        """Valid group names, by the index of the Redis host that holds each."""
+        by_host: dict[int, list[str]] = collections.defaultdict(list)
+        for group in groups:
+            assert self.require_valid_group_name(group), "Group name not valid"
+            by_host[self.consistent_hash(group)].append(group)
+        return by_host
 
     async def receive(self, channel: str) -> dict[str, Any]:
         if "!" not in channel:  # a plain channel name: no process-wide pop involved
@@ -442,17 +437,18 @@ async def send_to_groups(layer: Any, messages: Sequence[tuple[str, dict[str, Any
 
 async def join_groups(layer: Any, groups: Iterable[str], channel: str) -> None:
     """Add ``channel`` to every group: in one batch if the layer can, else one by one."""
-    if hasattr(layer, "group_add_many"):
-        await layer.group_add_many(groups, channel)
-        return
-    for group in groups:
-        await layer.group_add(group, channel)
+    await _for_each_group(layer, "group_add", groups, channel)
 
 
 async def leave_groups(layer: Any, groups: Iterable[str], channel: str) -> None:
     """Remove ``channel`` from every group: in one batch if the layer can, else one by one."""
-    if hasattr(layer, "group_discard_many"):
-        await layer.group_discard_many(groups, channel)
+    await _for_each_group(layer, "group_discard", groups, channel)
+
+
+async def _for_each_group(layer: Any, method: str, groups: Iterable[str], channel: str) -> None:
+    batched = getattr(layer, f"{method}_many", None)
+    if batched is not None:
+        await batched(groups, channel)
         return
     for group in groups:
-        await layer.group_discard(group, channel)
+        await getattr(layer, method)(group, channel)

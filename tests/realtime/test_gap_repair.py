@@ -14,9 +14,16 @@ from realtime.models import Event, SendMark
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def _browser_socket(cookie: str) -> WebsocketCommunicator:
+    """A socket as the browser opens it: same-site Origin and the session cookie."""
+    from liveplatform.asgi import application
+
+    headers = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1"), (b"cookie", f"sessionid={cookie}".encode())]
+    return WebsocketCommunicator(application, "/ws/", headers=headers)
+
+
 def test_dropped_event_is_resent_by_the_heartbeat(inmemory_channel_layer, make_member, settings):
     """Simulates channels-redis dropping a message over capacity: stored, never sent."""
-    from liveplatform.asgi import application
     from tests.support.ws import session_cookie_for
 
     settings.REALTIME = {**settings.REALTIME, "HEARTBEAT_SECONDS": 0.5}
@@ -26,15 +33,7 @@ def test_dropped_event_is_resent_by_the_heartbeat(inmemory_channel_layer, make_m
     async def run():
         from channels.db import database_sync_to_async
 
-        comm = WebsocketCommunicator(
-            application,
-            "/ws/",
-            headers=[
-                (b"host", b"127.0.0.1"),
-                (b"origin", b"http://127.0.0.1"),
-                (b"cookie", f"sessionid={cookie}".encode()),
-            ],
-        )
+        comm = _browser_socket(cookie)
         assert (await comm.connect())[0]
         assert json.loads(await comm.receive_from())["type"] == "hello"
 
@@ -72,7 +71,6 @@ def test_an_event_that_never_arrives_is_announced_by_the_ping_one_beat_later(
     socket got, so the heartbeat's repair does not cover it): the client learns of it from the
     second ping after it, and resumes.
     """
-    from liveplatform.asgi import application
     from tests.support.ws import session_cookie_for
 
     settings.REALTIME = {**settings.REALTIME, "HEARTBEAT_SECONDS": 0.5}
@@ -88,15 +86,7 @@ def test_an_event_that_never_arrives_is_announced_by_the_ping_one_beat_later(
     async def run():
         from channels.db import database_sync_to_async
 
-        comm = WebsocketCommunicator(
-            application,
-            "/ws/",
-            headers=[
-                (b"host", b"127.0.0.1"),
-                (b"origin", b"http://127.0.0.1"),
-                (b"cookie", f"sessionid={cookie}".encode()),
-            ],
-        )
+        comm = _browser_socket(cookie)
         assert (await comm.connect())[0]
         await next_ping(comm)
 
