@@ -12,6 +12,7 @@ Close codes are listed in ``docs/protocol.md`` and in ``CloseCode``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -60,6 +61,15 @@ class CloseCode(IntEnum):
     AUTH_FAILED = 4401  # app route: missing, bad, expired or reused ticket
     AUTH_TIMEOUT = 4408  # app route: no auth frame in time
     RATE_LIMITED = 4429  # too many frames: reconnect after a pause
+
+
+class ClientGone(Exception):
+    """The ASGI server refused a send: the client has gone (its disconnect may not have arrived yet).
+
+    uvicorn raises ``ClientDisconnected`` (an OSError) or a RuntimeError on a send after
+    the close, by protocol implementation; daphne drops the message. Either way the
+    socket is over, and its consumer must still leave its groups and stop its heartbeat.
+    """
 
 
 class TokenBucket:
@@ -205,21 +215,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 # after a Redis restart, so a socket that stayed open hears live events again.
                 await self._join(set(self.groups_joined))
                 await self.beat()
-            except asyncio.CancelledError:
-                return
-            except Exception as error:
-                if isinstance(error, OSError) and not isinstance(error, TimeoutError):
-                    # ASGI servers raise an OSError (uvicorn: ClientDisconnected) on a send to a
-                    # client that has gone: its disconnect is on the way and ends this socket.
-                    return
+            except (asyncio.CancelledError, ClientGone):
+                return  # gone: the consumer's own loop ends the socket
+            except Exception:
                 # The database or Redis blinked: keep beating, the next round repairs what this one could not.
                 logger.warning("heartbeat failed for user %s", getattr(self.user, "pk", None), exc_info=True)
 
     async def disconnect(self, code: int) -> None:
-        if self.heartbeat_task:
-            self.heartbeat_task.cancel()
-        await leave_groups(self.channel_layer, self.groups_joined, self.channel_name)
-        self.groups_joined = set()
+        await self.release()
         if self.user is not None:
             metrics.DISCONNECTS.labels(route=self.route).inc()
             metrics.OPEN_SOCKETS.labels(route=self.route).dec()
@@ -238,6 +241,15 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                     "code": code,
                 },
             )
+
+    async def release(self) -> None:
+        """Stop the heartbeat and leave every group; safe to call more than once."""
+        heartbeat, self.heartbeat_task = getattr(self, "heartbeat_task", None), None
+        if heartbeat is not None:
+            heartbeat.cancel()
+        groups, self.groups_joined = getattr(self, "groups_joined", set()), set()
+        if groups:
+            await leave_groups(self.channel_layer, groups, self.channel_name)
 
     # --------------------------------------------------------------------------
     # Client frames
@@ -308,7 +320,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return
         self.channel_name = await self.channel_layer.new_channel()
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-        self.base_send = send
+
+        async def send_to_client(message: dict[str, Any]) -> None:
+            try:
+                await send(message)
+            except Exception as error:
+                raise ClientGone(f"{type(error).__name__}: {error}") from error
+
+        self.base_send = send_to_client
         # Bounded: a client flooding frames waits in the server's queue, not in ours.
         inbox: asyncio.Queue = asyncio.Queue(maxsize=64)
 
@@ -328,12 +347,19 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 if error is not None:
                     raise error
                 await self.dispatch(message)
+        except ClientGone as gone:
+            # A send failed before the server's disconnect arrived: end the socket as that would.
+            logger.info("socket of user %s: the client has gone (%s)", getattr(self.user, "pk", None), gone)
+            with contextlib.suppress(StopConsumer):
+                await self.websocket_disconnect({"type": "websocket.disconnect", "code": 1006})
         except StopConsumer:
             pass
         finally:
             for feeder in feeders:
                 feeder.cancel()
             await asyncio.gather(*feeders, return_exceptions=True)
+            # Whatever ended the consumer, no heartbeat or group membership outlives it.
+            await asyncio.shield(self.release())
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Hand published events straight to their handler: the fan-out hot path.
