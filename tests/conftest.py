@@ -237,3 +237,36 @@ def pytest_collection_modifyitems(config, items):
 def pytest_configure(config):
     # Logs of processes started by earlier runs are of no use to this one.
     shutil.rmtree(LOG_DIR, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------
+# Flushing the test database while the shared server and worker still run
+# ------------------------------------------------------------------------------
+FLUSH_ATTEMPTS = 5
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _flush_survives_a_deadlock_with_the_live_processes():
+    """Retry a transactional test's flush that PostgreSQL chose as a deadlock victim.
+
+    The session's daphne and Celery worker (and beat's periodic tasks) keep reading the
+    test database while a transactional test's teardown TRUNCATEs every table. A
+    query that joins two tables can hold one while waiting for the other, and
+    PostgreSQL aborts the TRUNCATE (seen once in CI, after a browser test). The
+    reader's transaction ends at once, so the flush succeeds when tried again.
+    """
+    from django.test import TransactionTestCase
+
+    original = TransactionTestCase._fixture_teardown
+
+    def teardown(self) -> None:
+        for attempt in range(1, FLUSH_ATTEMPTS + 1):
+            try:
+                return original(self)
+            except Exception as error:
+                if attempt == FLUSH_ATTEMPTS or "deadlock detected" not in str(error.__cause__ or error):
+                    raise
+
+    TransactionTestCase._fixture_teardown = teardown
+    yield
+    TransactionTestCase._fixture_teardown = original
