@@ -63,38 +63,33 @@ class ComposerMixin:
         return context
 
 
-class AnnouncementListView(ComposerMixin, TenantViewMixin, TemplateView):
+class AnnouncementListMixin(ComposerMixin):
+    """The list page's rows (newest 100, with their links) and the scope's recent audit log."""
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        now = timezone.now()
+        rows = list(self.get_queryset().select_related("author")[:100])
+        context["rows"] = [
+            (a, a.status(now), self.url("edit", a.pk), self.url("end", a.pk), self.url("delete", a.pk)) for a in rows
+        ]
+        # self.tenant is None on the platform's pages: its log is the entries without a tenant.
+        context["audit_log"] = AuditLogEntry.objects.filter(tenant=self.tenant).select_related("actor")[:30]
+        return context
+
+
+class AnnouncementListView(AnnouncementListMixin, TenantViewMixin, TemplateView):
     """A tenant's announcements (scheduled, active, ended) and the recent audit log."""
 
     admin_required = True
     model = Announcement
     template_name = "announcements/list.html"
 
-    def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
-        now = timezone.now()
-        rows = list(self.get_queryset().select_related("author")[:100])
-        context["rows"] = [
-            (a, a.status(now), self.url("edit", a.pk), self.url("end", a.pk), self.url("delete", a.pk)) for a in rows
-        ]
-        context["audit_log"] = AuditLogEntry.objects.filter(tenant=self.tenant).select_related("actor")[:30]
-        return context
 
-
-class PlatformAnnouncementListView(ComposerMixin, StaffOnlyMixin, TemplateView):
+class PlatformAnnouncementListView(AnnouncementListMixin, StaffOnlyMixin, TemplateView):
     """Platform-wide announcements, for staff."""
 
     template_name = "announcements/list.html"
-
-    def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
-        now = timezone.now()
-        rows = list(self.get_queryset().select_related("author")[:100])
-        context["rows"] = [
-            (a, a.status(now), self.url("edit", a.pk), self.url("end", a.pk), self.url("delete", a.pk)) for a in rows
-        ]
-        context["audit_log"] = AuditLogEntry.objects.filter(tenant__isnull=True).select_related("actor")[:30]
-        return context
 
 
 class BaseComposeView(ComposerMixin, FormView):

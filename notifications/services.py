@@ -339,41 +339,33 @@ def do_mark_seen(tenant: Tenant, user: AbstractBaseUser, ids: Iterable[int]) -> 
 
 def do_archive(tenant: Tenant, user: AbstractBaseUser, ids: Iterable[int]) -> dict[str, int]:
     """Archive notifications: they leave the unread and unseen counts and the main inbox."""
-    with transaction.atomic():
-        _lock_counter(tenant, user)
-        targets = _mine(tenant, user, ids).filter(archived_at__isnull=True)
-        rows = list(targets.values_list("id", "read_at", "seen_at"))
-        if not rows:
-            return counts_for(tenant, user)
-        changed = [row[0] for row in rows]
-        Notification.objects.filter(id__in=changed).update(archived_at=timezone.now())
-        counts = _apply(
-            tenant,
-            user,
-            unread=-sum(1 for row in rows if row[1] is None),
-            unseen=-sum(1 for row in rows if row[2] is None),
-        )
-        _announce("notification.archived", tenant, user, {"ids": changed, "counts": counts})
-    return counts
+    return _set_archived(tenant, user, ids, archived=True)
 
 
 def do_unarchive(tenant: Tenant, user: AbstractBaseUser, ids: Iterable[int]) -> dict[str, int]:
     """Bring archived notifications back to the inbox in the state they had."""
+    return _set_archived(tenant, user, ids, archived=False)
+
+
+def _set_archived(tenant: Tenant, user: AbstractBaseUser, ids: Iterable[int], *, archived: bool) -> dict[str, int]:
+    """Move the user's notifications in or out of the archive, with their unread and unseen counts."""
     with transaction.atomic():
         _lock_counter(tenant, user)
-        targets = _mine(tenant, user, ids).filter(archived_at__isnull=False)
+        targets = _mine(tenant, user, ids).filter(archived_at__isnull=archived)
         rows = list(targets.values_list("id", "read_at", "seen_at"))
         if not rows:
             return counts_for(tenant, user)
         changed = [row[0] for row in rows]
-        Notification.objects.filter(id__in=changed).update(archived_at=None)
+        Notification.objects.filter(id__in=changed).update(archived_at=timezone.now() if archived else None)
+        sign = -1 if archived else 1
         counts = _apply(
             tenant,
             user,
-            unread=sum(1 for row in rows if row[1] is None),
-            unseen=sum(1 for row in rows if row[2] is None),
+            unread=sign * sum(1 for row in rows if row[1] is None),
+            unseen=sign * sum(1 for row in rows if row[2] is None),
         )
-        _announce("notification.unarchived", tenant, user, {"ids": changed, "counts": counts})
+        event = "notification.archived" if archived else "notification.unarchived"
+        _announce(event, tenant, user, {"ids": changed, "counts": counts})
     return counts
 
 

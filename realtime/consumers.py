@@ -136,14 +136,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self.accept()
         metrics.CONNECTS.labels(route=self.route).inc()
         metrics.OPEN_SOCKETS.labels(route=self.route).inc()
-        tenants = ",".join(t.slug for t in self.subs.tenants)
-        logger.info(
-            "socket connect route=%s user=%s tenants=%s",
-            self.route,
-            user.pk,
-            tenants,
-            extra={"socket": "connect", "route": self.route, "user_id": user.pk, "tenants": tenants},
-        )
+        self._log_socket("connect")
         opening = await db_call(services.open_session)(user, self.subs, after)
         await self.send(text_data=opening.hello)
         if opening.replay is not None:
@@ -226,21 +219,19 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if self.user is not None:
             metrics.DISCONNECTS.labels(route=self.route).inc()
             metrics.OPEN_SOCKETS.labels(route=self.route).dec()
-            tenants = ",".join(t.slug for t in self.subs.tenants)
-            logger.info(
-                "socket disconnect route=%s user=%s tenants=%s code=%s",
-                self.route,
-                self.user.pk,
-                tenants,
-                code,
-                extra={
-                    "socket": "disconnect",
-                    "route": self.route,
-                    "user_id": self.user.pk,
-                    "tenants": tenants,
-                    "code": code,
-                },
-            )
+            self._log_socket("disconnect", code=code)
+
+    def _log_socket(self, what: str, **more: Any) -> None:
+        """One line per connect and disconnect, its fields also as structured extras."""
+        tenants = ",".join(t.slug for t in self.subs.tenants)
+        logger.info(
+            f"socket {what} route=%s user=%s tenants=%s" + "".join(f" {name}=%s" for name in more),
+            self.route,
+            self.user.pk,
+            tenants,
+            *more.values(),
+            extra={"socket": what, "route": self.route, "user_id": self.user.pk, "tenants": tenants, **more},
+        )
 
     async def release(self) -> None:
         """Stop the heartbeat and leave every group; safe to call more than once."""
