@@ -22,7 +22,10 @@ case "$role" in
       # uvicorn closes sockets with 1012 on SIGTERM by itself, then waits up to the drain time.
       # No per-message deflate (as in the benchmark): compressing each frame once per socket
       # took a fifth of the event loop in the 2,000-socket soak; our frames are small.
+      # realtime.transport's protocol writes each fanned-out event as one frame encoded
+      # once per process, not once per socket (docs/benchmarks.md).
       exec uvicorn liveplatform.asgi:application --host "${HOST:-0.0.0.0}" --port "${PORT:-8000}" \
+        --ws realtime.transport:BroadcastWebSocketProtocol \
         --proxy-headers --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-*}" --lifespan off \
         --ws-per-message-deflate "${WS_PER_MESSAGE_DEFLATE:-false}" \
         --timeout-graceful-shutdown "${SHUTDOWN_DRAIN_SECONDS:-10}" --no-access-log "$@"
