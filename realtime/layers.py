@@ -35,7 +35,7 @@ import collections
 import logging
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,12 +69,13 @@ class _FanoutShard(RedisSingleShardConnection):
         if not members:
             return
         decoded = layer.channel_layer.deserialize(message["data"])
-        channels = layer.channels
+        channels, attached = layer.channels, layer.attached
         for channel in tuple(members):
             queue = channels.get(channel)
             if queue is not None:
-                # A shallow copy each: a handler that edits its message cannot touch its neighbours'.
-                layer.deliver(channel, queue, dict(decoded))
+                # Attached channels share one dict (they must not change it); a queued
+                # message is a shallow copy, so a handler that edits it cannot touch its neighbours'.
+                layer.deliver(channel, queue, decoded if channel in attached else dict(decoded))
 
 
 class GroupFanoutLoopLayer(RedisPubSubLoopLayer):
@@ -88,13 +89,41 @@ class GroupFanoutLoopLayer(RedisPubSubLoopLayer):
         self.capacity = capacity
         self.dropped = 0
         self._shards = [_FanoutShard(host, self) for host in decode_hosts(hosts)]
+        self.attached: dict[str, Callable[[dict[str, Any]], None]] = {}
 
     async def _subscribe_to_channel(self, channel: str) -> None:
         self.channels[channel] = asyncio.Queue(maxsize=self.capacity)
         await self._get_shard(channel).subscribe(channel)
 
+    async def attach(
+        self,
+        channel: str,
+        deliver: Callable[[dict[str, Any]], None],
+        fail: Callable[[BaseException], None],
+    ) -> None:
+        """Hand ``channel``'s messages to ``deliver`` as they arrive (see ``PumpedRedisChannelLayer.attach``).
+
+        redis-py subscribes again by itself after a lost connection, so ``fail`` is
+        never called here: what was published meanwhile comes back by replay.
+        """
+        self.attached[channel] = deliver
+        if channel not in self.channels:
+            await self._subscribe_to_channel(channel)
+
+    async def detach(self, channel: str) -> None:
+        """Stop handing messages to ``channel`` and unsubscribe it (its socket has closed)."""
+        if self.attached.pop(channel, None) is not None and self.channels.pop(channel, None) is not None:
+            await self._get_shard(channel).unsubscribe(channel)
+
     def deliver(self, channel: str, queue: asyncio.Queue, message: dict[str, Any]) -> None:
-        """Queue a message for a local channel, dropping it if that channel is full."""
+        """Hand a message to an attached channel, or queue it, dropping it if that channel is full."""
+        attached = self.attached.get(channel)
+        if attached is not None:
+            try:
+                attached(message)
+            except Exception:
+                logger.exception("delivering a message to channel %s failed", channel)
+            return
         try:
             queue.put_nowait(message)
         except asyncio.QueueFull:
@@ -175,6 +204,22 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
     (docs/reliability.md): the pump pops in bulk; ``group_send`` calls made together
     go out in one pipelined batch; a socket's joins and leaves go in one pipeline; and
     the connection pool waits for a free connection instead of raising.
+
+    **Groups are joined per process, and fanned out inside it** (as Centrifugo does per
+    node). When a socket of this process joins a group, the layer notes it locally and
+    puts the *process* (its channel prefix, ``specific.<id>!``) in the group in Redis,
+    once, however many of its sockets join. A ``group_send`` to a tenant of 3,000
+    members on one process is then one small message to that process, not one message
+    naming 3,000 channels; the pump reads the group from it and hands the message to
+    each local member. Channels given to another process (``group_add`` of a channel
+    this process did not create) are stored per channel, as channels-redis does, and
+    both kinds are served by the same ``group_send``. Membership is refreshed within
+    ``group_expiry`` and restored after Redis forgets it (a restart), see ``_maintain``.
+
+    **Attached channels** (``attach``): instead of queueing a message for ``receive``,
+    the pump calls the channel's function with it, synchronously. ``RealtimeConsumer``
+    attaches its channel and writes a fanned-out event straight to its socket: no
+    queue, no task switch per socket (docs/benchmarks.md).
     """
 
     # channels-redis's group_send script, except that each message's score is above the
@@ -207,12 +252,23 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
     # The most messages the pump takes from Redis in one round trip.
     PUMP_BATCH = 500
 
+    # How often the pump checks that Redis still holds this process's group memberships.
+    MAINTENANCE_SECONDS = 5.0
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pumps: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
         self._open_batches: dict[asyncio.AbstractEventLoop, _SendBatch] = {}
         self._send_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._sending: set[asyncio.Task] = set()  # the loop holds tasks weakly; these must finish
+        # This process's name in Redis groups, and the key its pump pops.
+        self.process_channel = f"specific.{self.client_prefix}!"
+        self._local_groups: dict[str, set[str]] = {}  # group -> this process's member channels
+        self._groups_in_redis: set[str] = set()  # groups whose Redis set holds process_channel
+        self._membership_dirty: set[str] = set()  # groups whose Redis set may not match _local_groups
+        self._membership_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._attached: dict[str, tuple[Callable[[dict], None], Callable[[BaseException], None]]] = {}
+        self._next_maintenance = 0.0
 
     def create_pool(self, index: int) -> aioredis.ConnectionPool:
         """A pool that waits for a free connection at ``max_connections`` instead of raising.
@@ -276,7 +332,9 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
         event loop, while that loop also served every socket (the 2,000-socket soak,
         docs/reliability.md). Here the groups' members are read in one pipeline and
         the messages queued in another, in the order given; a socket sees them in that
-        order, as with one ``group_send`` after another.
+        order, as with one ``group_send`` after another. A member that is a process
+        (``specific.<id>!``) gets the message once, naming the group; a member that is
+        a channel gets it as channels-redis sends it.
         """
         if not messages:
             return
@@ -296,18 +354,29 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
         scripts: dict[int, list[int]] = collections.defaultdict(list)  # each pipe's script replies
         trimmed: set[bytes] = set()
         for group, message in messages:
-            if not members[group]:
-                continue
-            by_connection, key_message, key_capacity = self._map_channel_keys_to_connection(members[group], message)
-            for index, keys in by_connection.items():
+            by_connection: dict[int, list[tuple[bytes, bytes, int]]] = collections.defaultdict(list)
+            channels = []
+            for name in members[group]:
+                if name.endswith("!"):  # a whole process: one message naming the group
+                    key = (self.prefix + name).encode()
+                    payload = self.serialize({**message, "__asgi_group__": group})
+                    by_connection[self.consistent_hash(name)].append((key, payload, self.get_capacity(name)))
+                else:
+                    channels.append(name)
+            if channels:
+                connections, key_message, key_capacity = self._map_channel_keys_to_connection(channels, message)
+                for index, keys in connections.items():
+                    by_connection[index] += [(key, key_message[key], key_capacity[key]) for key in keys]
+            for index, targets in by_connection.items():
                 pipe = pipes.get(index)
                 if pipe is None:
                     pipe = pipes[index] = self.connection(index).pipeline(transaction=False)
-                for key in keys:
+                for key, _, _ in targets:
                     if key not in trimmed:  # drop messages past their expiry, once per key
                         pipe.zremrangebyscore(key, min=0, max=now - int(self.expiry))
                         trimmed.add(key)
-                args = [key_message[key] for key in keys] + [key_capacity[key] for key in keys]
+                keys = [key for key, _, _ in targets]
+                args = [payload for _, payload, _ in targets] + [capacity for _, _, capacity in targets]
                 scripts[index].append(len(pipe.command_stack))
                 pipe.eval(self._GROUP_SEND_IN_ORDER, len(keys), *keys, *args, time.time(), self.expiry)
         for index, pipe in pipes.items():
@@ -317,9 +386,143 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
                 metrics.OVER_CAPACITY_DROPS.inc(dropped)
                 logger.warning("%d message(s) dropped: their channels were over capacity", dropped)
 
+    # --------------------------------------------------------------------------
+    # Group membership: per process in Redis, per channel in this process
+    # --------------------------------------------------------------------------
+    def is_local(self, channel: str) -> bool:
+        """True for a channel this process created (``new_channel``): its pump receives for it."""
+        return channel.startswith(self.process_channel)
+
+    async def group_add(self, group: str, channel: str) -> None:
+        await self.group_add_many([group], channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        await self.group_discard_many([group], channel)
+
     async def group_add_many(self, groups: Iterable[str], channel: str) -> None:
-        """``group_add`` for several groups in one pipelined round trip per host (a socket's handshake)."""
+        """``group_add`` for several groups at once (a socket's handshake).
+
+        A local channel joins in this process; Redis is written only for a group no
+        other local socket is in yet. When this returns, a ``group_send`` to any of
+        the groups, from any process, reaches the channel.
+        """
         assert self.require_valid_channel_name(channel), "Channel name not valid"
+        groups = list(groups)
+        if not self.is_local(channel):
+            await self._add_remote_channel(groups, channel)
+            return
+        for group in groups:
+            assert self.require_valid_group_name(group), "Group name not valid"
+            self._local_groups.setdefault(group, set()).add(channel)
+        missing = [group for group in groups if group not in self._groups_in_redis]
+        if missing:
+            await self._sync_membership(missing)
+
+    async def group_discard_many(self, groups: Iterable[str], channel: str) -> None:
+        """``group_discard`` for several groups at once (a socket closing).
+
+        A local channel leaves at once (nothing more is handed to it); the process
+        leaves a group in Redis when its last local member has.
+        """
+        groups = list(groups)
+        if not self.is_local(channel):
+            await self._discard_remote_channel(groups, channel)
+            return
+        emptied = []
+        for group in groups:
+            members = self._local_groups.get(group)
+            if members is None:
+                continue
+            members.discard(channel)
+            if not members:
+                del self._local_groups[group]
+                emptied.append(group)
+        if emptied:
+            await self._sync_membership(emptied)
+
+    def local_members(self, group: str) -> frozenset[str]:
+        """The channels of this process in ``group`` (for tests and diagnostics)."""
+        return frozenset(self._local_groups.get(group, ()))
+
+    async def _sync_membership(self, groups: Iterable[str]) -> None:
+        """Make Redis hold this process in exactly the given groups that have local members.
+
+        Joins and leaves of different sockets interleave: the last local member of a
+        group leaves while another socket joins it. Whichever call holds the lock writes
+        every group marked since, as the local state is *then*; so the final write of a
+        group always matches its final local state, whatever order the calls ran in.
+        """
+        self._membership_dirty.update(groups)
+        lock = self._membership_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock:
+            dirty, self._membership_dirty = self._membership_dirty, set()
+            if not dirty:
+                return  # an earlier holder of the lock wrote them
+            joining = [group for group in dirty if group in self._local_groups]
+            leaving = [group for group in dirty if group not in self._local_groups]
+            # Before the await: a socket joining meanwhile must not take a group that is
+            # being left for one that is still there.
+            self._groups_in_redis.difference_update(leaving)
+            try:
+                await self._write_membership(joining, leaving)
+            except BaseException:
+                self._membership_dirty |= dirty  # retried by the next call or the maintenance
+                raise
+            self._groups_in_redis.update(group for group in joining if group in self._local_groups)
+
+    async def _write_membership(self, joining: Iterable[str], leaving: Iterable[str]) -> None:
+        stamp = time.time()
+        by_host: dict[int, list[tuple[str, bool]]] = collections.defaultdict(list)
+        for group in joining:
+            by_host[self.consistent_hash(group)].append((group, True))
+        for group in leaving:
+            by_host[self.consistent_hash(group)].append((group, False))
+        for index, changes in by_host.items():
+            pipe = self.connection(index).pipeline(transaction=False)
+            for group, join in changes:
+                key = self._group_key(group)
+                if join:
+                    pipe.zadd(key, {self.process_channel: stamp})
+                    pipe.expire(key, self.group_expiry)
+                else:
+                    pipe.zrem(key, self.process_channel)
+            pipe.set(self._alive_key(), stamp, ex=self.group_expiry)
+            await pipe.execute()
+
+    def _alive_key(self) -> str:
+        # Present while Redis remembers this process's memberships; gone after a restart.
+        return f"{self.prefix}:process:{self.process_channel}"
+
+    async def _maintain(self) -> None:
+        """Keep this process's memberships in Redis: refresh them, and restore them after a restart.
+
+        Redis forgets everything when it restarts without persistence (the machine's
+        own Redis keeps nothing on disk), and channels-redis drops group members older
+        than ``group_expiry``. Both are checked from the pump, every few seconds.
+        """
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next_maintenance:
+            return
+        self._next_maintenance = loop.time() + self.MAINTENANCE_SECONDS
+        groups = list(self._local_groups)
+        stale = self._membership_dirty | {group for group in self._groups_in_redis if group not in self._local_groups}
+        due = loop.time() >= getattr(self, "_next_refresh", 0.0)
+        if not due:
+            for index in range(self.ring_size):
+                if not await self.connection(index).exists(self._alive_key()):
+                    due = True
+                    logger.warning("Redis forgot this process's groups; joining %d group(s) again", len(groups))
+                    break
+        if due:
+            self._next_refresh = loop.time() + self.group_expiry / 3
+            self._groups_in_redis.clear()
+            await self._sync_membership(groups + list(stale))
+            for index in range(self.ring_size):
+                await self.connection(index).set(self._alive_key(), time.time(), ex=self.group_expiry)
+        elif stale:
+            await self._sync_membership(stale)
+
+    async def _add_remote_channel(self, groups: list[str], channel: str) -> None:
         stamp = time.time()
         for index, host_groups in self._groups_by_host(groups).items():
             pipe = self.connection(index).pipeline(transaction=False)
@@ -329,8 +532,7 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
                 pipe.expire(key, self.group_expiry)
             await pipe.execute()
 
-    async def group_discard_many(self, groups: Iterable[str], channel: str) -> None:
-        """``group_discard`` for several groups in one pipelined round trip per host (a socket closing)."""
+    async def _discard_remote_channel(self, groups: list[str], channel: str) -> None:
         for index, host_groups in self._groups_by_host(groups).items():
             pipe = self.connection(index).pipeline(transaction=False)
             for group in host_groups:
@@ -344,6 +546,33 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
             assert self.require_valid_group_name(group), "Group name not valid"
             by_host[self.consistent_hash(group)].append(group)
         return by_host
+
+    # --------------------------------------------------------------------------
+    # Receiving: one pump per event loop
+    # --------------------------------------------------------------------------
+    async def attach(
+        self,
+        channel: str,
+        deliver: Callable[[dict[str, Any]], None],
+        fail: Callable[[BaseException], None],
+    ) -> None:
+        """Hand every message for ``channel`` to ``deliver`` as the pump takes it, instead of queueing it.
+
+        ``deliver`` runs on the event loop, synchronously, once per message and socket:
+        it must not block. Messages of a group send are one dict shared by every local
+        member: ``deliver`` must not change it, beyond caching what it derives from it
+        (the consumer keeps the encoded frame there). If the pump fails (Redis gone),
+        ``fail`` gets the error, as a waiting ``receive`` would. ``receive`` is not used
+        for an attached channel.
+        """
+        assert self.is_local(channel), "Only this process's channels can be attached"
+        self._attached[channel] = (deliver, fail)
+        self.receive_buffer.pop(channel, None)
+        self._ensure_pump(self.non_local_name(channel))
+
+    async def detach(self, channel: str) -> None:
+        """Stop handing messages to an attached channel (its socket has closed)."""
+        self._attached.pop(channel, None)
 
     async def receive(self, channel: str) -> dict[str, Any]:
         if "!" not in channel:  # a plain channel name: no process-wide pop involved
@@ -371,20 +600,38 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
             self._pumps[loop] = loop.create_task(self._pump(process_channel), name="channel-layer-pump")
 
     async def _pump(self, process_channel: str) -> None:
-        """Pop this process's messages, oldest first, and queue each for its channel(s)."""
+        """Pop this process's messages, oldest first, and hand each to its channel(s)."""
         try:
             while True:
                 for content in await self._pop_many(process_channel):
-                    message = self.deserialize(content)
-                    target = message.pop("__asgi_channel__")
-                    for channel in target if isinstance(target, list) else [target]:
-                        self.receive_buffer[channel].put_nowait(message)
+                    self._dispatch(self.deserialize(content))
+                await self._maintain()
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - handed to every waiting receive
             logger.warning("channel layer receive failed: %r", error)
             for queue in list(self.receive_buffer.values()):
                 queue.put_nowait(_ReceiveFailed(error))
+            for _, fail in list(self._attached.values()):
+                fail(error)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        group = message.pop("__asgi_group__", None)
+        if group is not None:
+            targets: Iterable[str] = tuple(self._local_groups.get(group, ()))
+        else:
+            target = message.pop("__asgi_channel__")
+            targets = target if isinstance(target, list) else [target]
+        attached = self._attached
+        for channel in targets:
+            handlers = attached.get(channel)
+            if handlers is None:
+                self.receive_buffer[channel].put_nowait(message)
+                continue
+            try:
+                handlers[0](message)
+            except Exception:
+                logger.exception("delivering a message to channel %s failed", channel)
 
     async def _pop_many(self, process_channel: str) -> list[bytes]:
         """Up to ``PUMP_BATCH`` of this process's messages, oldest first; waits (bounded) for one.
@@ -404,6 +651,11 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
             first = await connection.bzpopmin(key, timeout=self.brpop_timeout)
             popped = [] if first is None else [(first[1], first[2])]
         return [content for content, _score in popped]
+
+    async def flush(self) -> None:
+        """channels-redis's flush; this process's memberships are forgotten with the rest."""
+        await super().flush()
+        self._groups_in_redis.clear()
 
     async def close_pools(self) -> None:
         """Stop this loop's pump before its connections go, then close them."""
