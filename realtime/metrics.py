@@ -16,7 +16,7 @@ DISCONNECTS = Counter("liveplatform_socket_disconnects_total", "Socket disconnec
 REFUSED = Counter("liveplatform_socket_refused_total", "Refused handshakes, by reason", ["reason"])
 PUBLISH_TO_SEND = Histogram(
     "liveplatform_publish_to_send_seconds",
-    "Time from the event's timestamp to the frame leaving the server",
+    "Time from the event's timestamp until a process had written it to all its sockets (once per event and process)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 

@@ -321,6 +321,12 @@ REALTIME = {
     # Threads per process for the sockets' database work (handshakes, replays, heartbeats);
     # Channels' default is one thread for the whole process (realtime/consumers.py, db_call).
     "DB_THREADS": env_int("REALTIME_DB_THREADS", 4),
+    # Messages waiting for one busy socket before newer ones are dropped; the heartbeat
+    # resends the durable ones it dropped.
+    "SOCKET_BACKLOG": env_int("REALTIME_SOCKET_BACKLOG", 1000),
+    # uvicorn with realtime.transport: a socket whose client leaves more than this unread
+    # is dropped (a slow consumer); it catches up by replay when it reconnects.
+    "MAX_SEND_BUFFER_BYTES": env_int("REALTIME_MAX_SEND_BUFFER_BYTES", 256 * 1024),
 }
 
 # ------------------------------------------------------------------------------
