@@ -1,6 +1,6 @@
-"""Shared fixtures: factories, the real stack (daphne, Celery, Redis) and the browser.
+"""Shared fixtures: factories, the real stack (uvicorn, Celery, Redis) and the browser.
 
-Tests through real processes share one daphne and one Celery worker per session;
+Tests through real processes share one web server (uvicorn, as deployed) and one Celery worker per session;
 tests that kill a process start their own with ``tests.support.processes``.
 """
 
@@ -16,7 +16,7 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 
-from tests.support.processes import LOG_DIR, CeleryWorker, Daphne
+from tests.support.processes import LOG_DIR, CeleryWorker, Daphne, Uvicorn
 from tests.support.ws import LiveSocket, open_socket, session_cookie_for
 
 # Playwright's sync API keeps an event loop running in the test's thread, which makes
@@ -89,7 +89,7 @@ def inmemory_channel_layer(settings):
 # The real stack
 # ------------------------------------------------------------------------------
 def database_url_for_subprocesses() -> str:
-    """DATABASE_URL of the test database, for daphne and Celery started by tests."""
+    """DATABASE_URL of the test database, for the servers and Celery workers tests start."""
     from django.db import connection
 
     params = connection.settings_dict
@@ -117,9 +117,13 @@ def subprocess_env(django_db_setup, django_db_blocker) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def daphne_server(subprocess_env) -> Iterator[Daphne]:
-    """One daphne process for the session, serving the platform on a free port."""
-    server = Daphne(subprocess_env).start()
+def web_server(subprocess_env) -> Iterator[Uvicorn]:
+    """One web process for the session, as deployed (uvicorn, prepared frames), on a free port.
+
+    daphne, which ``make run`` uses, is started by the tests that are about it
+    (tests/deploy, tests/reliability, the browser reconnect tests).
+    """
+    server = Uvicorn(subprocess_env).start()
     yield server
     server.stop()
 
@@ -153,9 +157,9 @@ class LiveStack:
 
 
 @pytest.fixture
-def live(transactional_db, daphne_server) -> LiveStack:
-    """The real daphne (with real Redis) over a committed test database."""
-    return LiveStack(daphne_server)
+def live(transactional_db, web_server) -> LiveStack:
+    """The real web server (with real Redis) over a committed test database."""
+    return LiveStack(web_server)
 
 
 # ------------------------------------------------------------------------------
@@ -249,7 +253,7 @@ FLUSH_ATTEMPTS = 5
 def _flush_survives_a_deadlock_with_the_live_processes():
     """Retry a transactional test's flush that PostgreSQL chose as a deadlock victim.
 
-    The session's daphne and Celery worker (and beat's periodic tasks) keep reading the
+    The session's web server and Celery worker (and beat's periodic tasks) keep reading the
     test database while a transactional test's teardown TRUNCATEs every table. A
     query that joins two tables can hold one while waiting for the other, and
     PostgreSQL aborts the TRUNCATE (seen once in CI, after a browser test). The

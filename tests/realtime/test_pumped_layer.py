@@ -259,3 +259,133 @@ def test_a_backlog_is_popped_in_batches_and_delivered_in_order(own_redis):
     got_first, got_second = async_to_sync(scenario)()
     assert got_first == list(range(0, 1200, 2))
     assert got_second == list(range(1, 1200, 2))
+
+
+# ------------------------------------------------------------------------------
+# Groups per process, fanned out inside it; attached channels
+# ------------------------------------------------------------------------------
+def test_a_process_is_in_a_group_once_however_many_of_its_sockets_are(own_redis):
+    """Tests that 200 local sockets of one tenant make one Redis member, one message per send, 200 deliveries."""
+    layer = PumpedRedisChannelLayer(hosts=[{"address": own_redis.url}])
+    store = redis.Redis.from_url(own_redis.url)
+    group_key = layer._group_key("tenant.1")
+
+    async def scenario() -> tuple[list[bytes], list[int], list[bytes]]:
+        channels = [await layer.new_channel() for _ in range(200)]
+        for channel in channels:
+            await layer.group_add_many(["tenant.1", f"user.{channel[-6:]}"], channel)
+        members = store.zrange(group_key, 0, -1)
+        await layer.group_send("tenant.1", {"type": "realtime.event", "n": 7})
+        queued = store.zcard(layer.prefix + layer.process_channel)
+        try:
+            got = [(await _drain(layer, channel, 1))[0]["n"] for channel in channels]
+        finally:
+            for channel in channels:
+                await layer.group_discard_many(["tenant.1", f"user.{channel[-6:]}"], channel)
+        return members, [queued, *got], store.zrange(group_key, 0, -1)
+
+    members, (queued, *got), after_leaving = async_to_sync(scenario)()
+    assert members == [layer.process_channel.encode()]
+    assert queued == 1  # one message for the whole process, not one naming 200 channels
+    assert got == [7] * 200
+    assert after_leaving == []  # the last local member left: so did the process
+
+
+def test_a_leave_and_a_join_racing_never_leave_the_process_out_of_the_group(own_redis):
+    """Tests 100 rounds of the group's last local socket leaving while a new one joins: the newcomer still hears."""
+    layer = PumpedRedisChannelLayer(hosts=[{"address": own_redis.url}])
+
+    async def scenario() -> list[int]:
+        unheard = []
+        current = await layer.new_channel()
+        await layer.group_add("tenant.2", current)
+        try:
+            for n in range(100):
+                newcomer = await layer.new_channel()
+                await asyncio.gather(layer.group_discard("tenant.2", current), layer.group_add("tenant.2", newcomer))
+                await layer.group_send("tenant.2", {"type": "realtime.event", "n": n})
+                try:
+                    assert (await asyncio.wait_for(layer.receive(newcomer), 3))["n"] == n
+                except TimeoutError:
+                    unheard.append(n)
+                layer.receive_buffer.pop(current, None)
+                current = newcomer
+        finally:
+            await layer.flush()
+        return unheard
+
+    assert async_to_sync(scenario)() == []
+
+
+def test_memberships_redis_forgot_are_restored_and_messages_flow_again(own_redis, monkeypatch):
+    """Tests Redis losing every key (a restart without persistence): the pump notices and joins again."""
+    monkeypatch.setattr(PumpedRedisChannelLayer, "MAINTENANCE_SECONDS", 0.2)
+    layer = PumpedRedisChannelLayer(hosts=[{"address": own_redis.url}])
+    store = redis.Redis.from_url(own_redis.url)
+
+    async def scenario() -> str:
+        channel = await layer.new_channel()
+        heard: list[dict] = []
+        await layer.attach(channel, heard.append, lambda error: None)
+        await layer.group_add_many(["tenant.3", "user.3"], channel)
+        store.flushall()
+        deadline = asyncio.get_running_loop().time() + 10
+        while not store.exists(layer._group_key("tenant.3")):
+            assert asyncio.get_running_loop().time() < deadline, "the membership was never restored"
+            await asyncio.sleep(0.05)
+        await layer.group_send("tenant.3", {"type": "realtime.event", "text": "after the restart"})
+        while not heard:
+            assert asyncio.get_running_loop().time() < deadline, "nothing reached the socket"
+            await asyncio.sleep(0.01)
+        await layer.detach(channel)
+        await layer.flush()
+        return heard[0]["text"]
+
+    assert async_to_sync(scenario)() == "after the restart"
+
+
+def test_an_attached_channel_gets_its_messages_by_call_in_order_and_nothing_is_queued(own_redis):
+    """Tests attach(): 300 group and direct messages reach the function in send order; receive() is never needed."""
+    from realtime.layers import send_to_groups
+
+    layer = PumpedRedisChannelLayer(hosts=[{"address": own_redis.url}], capacity=1000)
+
+    async def scenario() -> tuple[list[int], bool]:
+        channel = await layer.new_channel()
+        heard: list[int] = []
+        await layer.attach(channel, lambda message: heard.append(message["n"]), lambda error: None)
+        await layer.group_add_many(["tenant.4", "user.4"], channel)
+        messages = [("tenant.4" if n % 2 else "user.4", {"type": "realtime.event", "n": n}) for n in range(300)]
+        await send_to_groups(layer, messages[:150])
+        await layer.send(channel, {"type": "realtime.event", "n": 150})
+        await send_to_groups(layer, messages[151:])
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(heard) < 300:
+            assert asyncio.get_running_loop().time() < deadline, f"only {len(heard)} arrived"
+            await asyncio.sleep(0.01)
+        queued = channel in layer.receive_buffer
+        await layer.detach(channel)
+        await layer.flush()
+        return heard, queued
+
+    heard, queued = async_to_sync(scenario)()
+    assert heard == list(range(300))
+    assert not queued
+
+
+def test_a_group_shared_with_a_channel_of_another_process_reaches_both(own_redis):
+    """Tests a group holding this process and a single channel of an older process (a rolling deploy)."""
+    here = PumpedRedisChannelLayer(hosts=[{"address": own_redis.url}])
+    older = PumpedRedisChannelLayer(hosts=[{"address": own_redis.url}])
+
+    async def scenario() -> tuple[int, int]:
+        local, remote = await here.new_channel(), await older.new_channel()
+        await here.group_add("tenant.6", local)
+        await here.group_add("tenant.6", remote)  # not this process's: stored per channel, as channels-redis does
+        await here.group_send("tenant.6", {"type": "realtime.event", "n": 1})
+        try:
+            return (await _drain(here, local, 1))[0]["n"], (await _drain(older, remote, 1))[0]["n"]
+        finally:
+            await here.flush()
+
+    assert async_to_sync(scenario)() == (1, 1)

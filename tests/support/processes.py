@@ -1,4 +1,4 @@
-"""Real processes for tests: daphne, Celery workers and beat, Redis, each stopped by pid.
+"""Real processes for tests: uvicorn, daphne, Celery workers and beat, Redis, each stopped by pid.
 
 Every start waits on a readiness condition with a deadline (never a bare sleep),
 and every stop signals the process group it created and reaps it.
@@ -129,6 +129,24 @@ class Daphne(ManagedProcess):
             raise RuntimeError(f"daphne exited: {self.output()[-3000:]}")
         with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=1) as response:
             return response.status == 200
+
+
+class Uvicorn(Daphne):
+    """uvicorn serving the platform as deployed (deploy/entrypoint.sh): prepared-frame WebSockets.
+
+    A ``Daphne`` in every other respect: the same URLs, readiness check and stopping.
+    """
+
+    name = "uvicorn"
+
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        super().__init__(env, port)
+        self.argv = [
+            sys.executable, "-m", "uvicorn", "liveplatform.asgi:application", "--host", "127.0.0.1",
+            "--port", str(self.port), "--ws", "realtime.transport:BroadcastWebSocketProtocol",
+            "--ws-per-message-deflate", "false", "--lifespan", "off", "--no-access-log",
+            "--timeout-graceful-shutdown", "5",
+        ]  # fmt: skip
 
 
 class CeleryWorker(ManagedProcess):
