@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import time
@@ -36,7 +35,7 @@ from .delivery import SentWindow, resubscription
 from .events import envelope
 from .hub import hub
 from .layers import join_groups, leave_groups
-from .transport import frame_writer, text_frame
+from .transport import direct_socket, text_frame
 
 logger = logging.getLogger(__name__)
 
@@ -329,14 +328,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
         Channels' ``await_many_dispatch`` creates a new task and runs an ``asyncio.wait``
         over both sources for every message a socket gets: 15-20% of the server's CPU per
-        delivered event in the profile (docs/benchmarks.md, note 6). Here the client's
-        frames come through one long-lived task, and the channel layer hands this
-        consumer its messages by calling ``deliver`` (``attach``, on layers that offer
-        it; a second long-lived task that receives and calls ``deliver`` on the others).
-        A live event with nothing queued ahead of it is written to the socket at once;
-        anything else waits in one queue and is dispatched one message at a time, in
-        arrival order. ``dispatch``, ``StopConsumer``, and an error in either source
-        ending the consumer are Channels' own.
+        delivered event in the profile (docs/benchmarks.md, note 6). Here the channel
+        layer hands this consumer its messages by calling ``deliver`` (``attach``, on
+        layers that offer it; else one long-lived task receives and calls it). A live
+        event with nothing queued ahead of it is written to the socket at once; anything
+        else joins the client's frames in one queue, dispatched one message at a time in
+        arrival order. Under ``realtime.transport``'s protocol that queue is the server's
+        own receive queue: no task, queue or lock of the consumer's per socket (memory per
+        socket, docs/benchmarks.md). ``dispatch`` and ``StopConsumer`` are Channels' own.
         """
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
@@ -344,11 +343,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await super().__call__(scope, receive, send)
             return
         self.channel_name = await self.channel_layer.new_channel()
-        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-        # uvicorn with realtime.transport's protocol: frames are encoded once per event, not per socket.
-        self.write_frame = frame_writer(scope)
         self.live = False  # set once the opening frames are sent (start_session)
         self.dispatching = False
+        self.queued = 0  # layer messages waiting to be dispatched
 
         async def send_to_client(message: dict[str, Any]) -> None:
             try:
@@ -357,55 +354,49 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 raise ClientGone(f"{type(error).__name__}: {error}") from error
 
         self.base_send = send_to_client
-        self.inbox: asyncio.Queue = asyncio.Queue()
-        self.queued = 0  # messages in the inbox (cheaper to read than Queue.empty())
-        self.layer_backlog = 0
-        # Bounded: a client flooding frames waits in the server's queue, not in ours.
-        client_room = asyncio.Semaphore(64)
+        feeders: list[asyncio.Future] = []
+        client_room: asyncio.Semaphore | None = None
+        direct = direct_socket(scope)
+        if direct is not None:
+            # uvicorn with realtime.transport: frames are encoded once per event, not per
+            # socket, and layer messages wait in the server's queue beside the client's frames.
+            self.write_frame, self.enqueue, next_message = direct.write_frame, direct.enqueue, receive
+        else:
+            inbox: asyncio.Queue = asyncio.Queue()
+            # Bounded: a client flooding frames waits in the server's queue, not in ours.
+            client_room = asyncio.Semaphore(64)
+            self.write_frame, self.enqueue, next_message = None, inbox.put_nowait, inbox.get
 
-        async def feed_client() -> None:
-            try:
-                while True:
-                    await client_room.acquire()
-                    message = await receive()
-                    self.queued += 1
-                    self.inbox.put_nowait((message, None, True))
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - re-raised by the consumer below
-                self.queued += 1
-                self.inbox.put_nowait((None, error, True))
+            async def feed_client() -> None:
+                try:
+                    while True:
+                        await client_room.acquire()
+                        inbox.put_nowait(await receive())
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # noqa: BLE001 - re-raised by the consumer below
+                    inbox.put_nowait({"type": "realtime.failed", "error": error})
 
-        async def feed_layer() -> None:
-            try:
-                while True:
-                    self.deliver(await self.channel_receive())
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - re-raised by the consumer below
-                self.layer_failed(error)
+            feeders.append(asyncio.ensure_future(feed_client()))
 
-        feeders = [asyncio.ensure_future(feed_client())]
         attach = getattr(self.channel_layer, "attach", None)
         if attach is not None:
             await attach(self.channel_name, self.deliver, self.layer_failed)
         else:
-            feeders.append(asyncio.ensure_future(feed_layer()))
+            feeders.append(asyncio.ensure_future(self._feed_from_layer()))
         try:
             while True:
-                message, error, from_client = await self.inbox.get()
-                self.queued -= 1
-                if error is not None:
-                    raise error
+                message = await next_message()
+                from_client = message["type"].startswith("websocket.")
                 self.dispatching = True
                 try:
                     await self.dispatch(message)
                 finally:
                     self.dispatching = False
-                    if from_client:
+                    if not from_client:
+                        self.queued -= 1
+                    elif client_room is not None:
                         client_room.release()
-                    else:
-                        self.layer_backlog -= 1
         except ClientGone as gone:
             # A send failed before the server's disconnect arrived: end the socket as that would.
             logger.info("socket of user %s: the client has gone (%s)", getattr(self.user, "pk", None), gone)
@@ -421,6 +412,16 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 await asyncio.shield(self.channel_layer.detach(self.channel_name))
             # Whatever ended the consumer, no heartbeat or group membership outlives it.
             await asyncio.shield(self.release())
+
+    async def _feed_from_layer(self) -> None:
+        """For layers without ``attach``: receive this socket's messages and hand each to ``deliver``."""
+        try:
+            while True:
+                self.deliver(await self.channel_layer.receive(self.channel_name))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - re-raised by the consumer's loop
+            self.layer_failed(error)
 
     def deliver(self, message: dict[str, Any]) -> None:
         """Take a message from the channel layer: the fan-out hot path, called once per socket.
@@ -441,18 +442,20 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         ):
             self.forward(message)
             return
-        if self.layer_backlog >= settings.REALTIME["SOCKET_BACKLOG"]:
+        if self.queued >= settings.REALTIME["SOCKET_BACKLOG"]:
             metrics.OVER_CAPACITY_DROPS.inc()
             return
-        self.layer_backlog += 1
         self.queued += 1
-        self.inbox.put_nowait((message, None, False))
+        self.enqueue(message)
 
     def layer_failed(self, error: BaseException) -> None:
         """The channel layer can no longer receive (Redis gone): end the socket; the client reconnects."""
-        self.layer_backlog += 1
         self.queued += 1
-        self.inbox.put_nowait((None, error, False))
+        self.enqueue({"type": "realtime.failed", "error": error})
+
+    async def realtime_failed(self, message: dict[str, Any]) -> None:
+        """A source of this socket's messages failed: end the consumer with its error."""
+        raise message["error"]
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Hand published events straight to their handler.

@@ -6,13 +6,20 @@ ASGI, each socket's consumer sends it with ``await send({"type": "websocket.send
 header) behind a chain of coroutine calls. ``websockets.broadcast`` instead writes one
 encoded frame to every transport; that is the Python ceiling in docs/benchmarks.md.
 
-``BroadcastWebSocketProtocol`` is uvicorn's sans-I/O WebSocket protocol with one
-addition, offered to the application as an ASGI scope extension
-(``scope["extensions"]["liveplatform.prepared_frames"]``): a plain function that
-writes an already encoded frame to this socket's transport, at once, without a
-coroutine. ``RealtimeConsumer`` uses it when it is there and plain ``send`` when it is
-not (daphne, Channels' test communicator), so the protocol seen by a client is the
-same either way. Start uvicorn with ``--ws realtime.transport:BroadcastWebSocketProtocol``.
+``BroadcastWebSocketProtocol`` is uvicorn's sans-I/O WebSocket protocol with two
+additions, offered to the application as an ASGI scope extension
+(``scope["extensions"]["liveplatform.direct"]["socket"]``, a ``DirectSocket``): a plain
+function that writes an already encoded frame to this socket's transport, at once,
+without a coroutine; and one that puts a message of the application's own on the
+queue its ``receive()`` reads, so a consumer needs no second task and queue to wait
+on its channel layer too. ``RealtimeConsumer`` uses them when they are there and
+plain ASGI when they are not (daphne, Channels' test communicator); a client sees
+the same protocol either way. Start uvicorn with
+``--ws realtime.transport:BroadcastWebSocketProtocol``.
+
+It also keeps less per socket than uvicorn's (``ReceiveQueue``, ``WritableFlag``, and
+the handshake's headers dropped once it is done): memory per idle socket is one of
+issue 7's targets.
 
 A client that stops reading while events keep coming must not make the server buffer
 without end: once more than ``REALTIME_MAX_SEND_BUFFER_BYTES`` wait in a socket's
@@ -22,16 +29,18 @@ reconnects (docs/protocol.md, "Heartbeats and dead connections").
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 logger = logging.getLogger(__name__)
 
-PREPARED_FRAMES = "liveplatform.prepared_frames"
+DIRECT = "liveplatform.direct"
 DEFAULT_MAX_SEND_BUFFER_BYTES = 256 * 1024
 
 # A server frame (RFC 6455 section 5.2): FIN + text opcode, then the unmasked length.
@@ -51,13 +60,85 @@ def text_frame(text: str) -> bytes:
     return header + payload
 
 
-FrameWriter = Callable[[bytes], bool]
+class DirectSocket(NamedTuple):
+    """What ``BroadcastWebSocketProtocol`` offers an application beside ASGI's send and receive."""
+
+    write_frame: Callable[[bytes], bool]  # write an encoded frame now; False if the socket cannot take it
+    enqueue: Callable[[dict[str, Any]], None]  # hand a message to the application's own receive()
 
 
-def frame_writer(scope: dict) -> FrameWriter | None:
-    """The server's prepared-frame writer for this socket, or None if the server has none."""
-    extension = (scope.get("extensions") or {}).get(PREPARED_FRAMES)
-    return extension.get("write") if extension else None
+def direct_socket(scope: dict) -> DirectSocket | None:
+    """The server's direct access to this socket, or None if the server has none (daphne, tests)."""
+    extension = (scope.get("extensions") or {}).get(DIRECT)
+    return extension.get("socket") if extension else None
+
+
+class ReceiveQueue:
+    """The messages waiting for the application's ``receive()``: a list and one waiter.
+
+    uvicorn keeps an ``asyncio.Queue`` per socket (three deques, about 1.9 KB) where
+    one reader ever waits; this is all that reader needs (memory per socket,
+    docs/benchmarks.md).
+    """
+
+    __slots__ = ("items", "waiter")
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.waiter: asyncio.Future | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self.items.append(item)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self.items:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.items.pop(0)
+
+    def empty(self) -> bool:
+        return not self.items
+
+    def qsize(self) -> int:
+        return len(self.items)
+
+
+class WritableFlag:
+    """uvicorn's ``writable`` event (``asyncio.Event``, a deque each), with waiters made only when waiting."""
+
+    __slots__ = ("value", "waiters")
+
+    def __init__(self) -> None:
+        self.value = True
+        self.waiters: list[asyncio.Future] | None = None
+
+    def is_set(self) -> bool:
+        return self.value
+
+    def set(self) -> None:
+        self.value = True
+        waiters, self.waiters = self.waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(True)
+
+    def clear(self) -> None:
+        self.value = False
+
+    async def wait(self) -> bool:
+        if self.value:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self.waiters is None:
+            self.waiters = []
+        self.waiters.append(waiter)
+        return await waiter
 
 
 class BroadcastWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -65,12 +146,23 @@ class BroadcastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     max_send_buffer = DEFAULT_MAX_SEND_BUFFER_BYTES
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = ReceiveQueue()  # type: ignore[assignment]
+        self.writable = WritableFlag()  # type: ignore[assignment]
+
     def handle_connect(self, event) -> None:
         super().handle_connect(event)
         # The application task is created but has not run yet: it sees the extension.
         if self.response.status_code == 101:
-            self.scope["extensions"][PREPARED_FRAMES] = {"write": self.write_prepared}
+            self.scope["extensions"][DIRECT] = {"socket": DirectSocket(self.write_prepared, self.queue.put_nowait)}
             self.max_send_buffer = settings.REALTIME.get("MAX_SEND_BUFFER_BYTES", DEFAULT_MAX_SEND_BUFFER_BYTES)
+
+    async def send(self, message) -> None:
+        await super().send(message)
+        if self.handshake_complete and self.response is not None:
+            # The handshake's request and response (their headers: about 3 KB) are not needed again.
+            self.request = self.response = None
 
     def write_prepared(self, frame: bytes) -> bool:
         """Write one encoded frame (see ``text_frame``); False if the socket cannot take it.
