@@ -38,12 +38,13 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## make bench: the benchmark suite on the real stack (about 15 minutes; docs/benchmarks.md). Not part of `make test`.
+## make bench: the benchmark suite on the real stack: baselines and the platform at 1,000 and 3,000 sockets,
+## 10,000 idle sockets, issue 7's targets; under 15 minutes on 2 cores (a --budget; docs/benchmarks.md). Not in `make test`.
 BENCH_ARGS ?= --write-docs
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-## make bench-smoke: every benchmark scenario with 50 sockets (tests/bench/test_smoke.py runs it in `make test`).
+## make bench-smoke: every benchmark scenario with 50 sockets, under a minute (tests/bench/test_smoke.py runs it in `make test`).
 bench-smoke: install
 	$(BIN)/python -m bench --smoke
 

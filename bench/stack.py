@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from liveplatform.embedded_redis import free_loopback_port
 
@@ -55,6 +56,71 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def fd_limit(pid: int) -> int | None:
+    """A process's soft limit on open files, from /proc (the servers inherit the suite's)."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            value = line.split()[3]
+            return None if value == "unlimited" else int(value)
+    return None
+
+
+def settle(pid: int, busy: float = 0.2, timeout: float = 5.0) -> float:
+    """Wait (at most ``timeout``) until a process uses under ``busy`` of a core; return the seconds waited.
+
+    A server holding thousands of sockets is never idle (heartbeats), so this is a
+    fraction of a core, not zero, and the wait is short: it only lets a connect
+    burst finish before memory is read.
+    """
+    started = time.monotonic()
+    last = cpu_seconds(pid)
+    while time.monotonic() - started < timeout:
+        time.sleep(0.5)  # a sampling window, not synchronisation
+        now = cpu_seconds(pid)
+        if now - last < busy * 0.5:
+            break
+        last = now
+    return time.monotonic() - started
+
+
+# Every child this process started and has not stopped yet, by pid, for the last sweep.
+_RUNNING: dict[int, subprocess.Popen] = {}
+
+
+def track(popen: subprocess.Popen) -> subprocess.Popen:
+    """Remember a child (started with ``start_new_session``) so that ``stop_all`` can stop it."""
+    _RUNNING[popen.pid] = popen
+    return popen
+
+
+def untrack(popen: subprocess.Popen) -> None:
+    """Forget a child that has exited."""
+    _RUNNING.pop(popen.pid, None)
+
+
+def stop_group(popen: subprocess.Popen, grace: float = 10) -> None:
+    """SIGTERM the child's process group, wait, then SIGKILL what is left."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(popen.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            break
+        try:
+            popen.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    _RUNNING.pop(popen.pid, None)
+
+
+def stop_all() -> None:
+    """Stop every child still running (the suite's last ``finally``: Ctrl-C, SIGTERM, an error)."""
+    for popen in list(_RUNNING.values()):
+        if popen.poll() is None:
+            stop_group(popen, grace=5)
+        _RUNNING.pop(popen.pid, None)
+
+
 def load_average() -> str:
     """The machine's 1/5/15-minute load averages, for the record."""
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -71,8 +137,10 @@ class Process:
 
     def start(self) -> Process:
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
-            self.argv, env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        self.popen = track(
+            subprocess.Popen(
+                self.argv, env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         )
         return self
 
@@ -90,21 +158,15 @@ class Process:
         """SIGTERM the group, wait, then SIGKILL what is left."""
         if self.popen is None:
             return
-        for signum, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(self.popen.pid, signum)
-            except (ProcessLookupError, PermissionError):
-                break
-            try:
-                self.popen.wait(timeout=grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(self.popen)
         self.log.close()
 
 
-def start_server(kind: str, env: dict[str, str], log_dir: Path) -> tuple[Process, int]:
-    """Start one web process: ``daphne``, ``uvicorn``, ``plain`` (tutorial consumer) or ``raw``."""
+def start_server(kind: str, env: dict[str, str], log_dir: Path, ws: str = "websockets") -> tuple[Process, int]:
+    """Start one web process: ``daphne``, ``uvicorn``, ``plain`` (tutorial consumer) or ``raw``.
+
+    ``ws`` is uvicorn's ``--ws``: a name uvicorn knows or a ``module:Class`` path.
+    """
     port = free_loopback_port()
     python = sys.executable
     if kind == "daphne":
@@ -112,7 +174,7 @@ def start_server(kind: str, env: dict[str, str], log_dir: Path) -> tuple[Process
     elif kind == "uvicorn":
         argv = [
             python, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-            "--ws", "websockets", "--ws-per-message-deflate", "false", "--backlog", "4096",
+            "--ws", ws, "--ws-per-message-deflate", "false", "--backlog", "4096",
             "--log-level", "warning", "liveplatform.asgi:application",
         ]  # fmt: skip
     elif kind == "plain":
@@ -137,7 +199,11 @@ def start_server(kind: str, env: dict[str, str], log_dir: Path) -> tuple[Process
             raise RuntimeError(f"{kind} exited:\n{process.output()}")
         return port_open(port)
 
-    wait_until(ready, 60, f"{kind} on port {port}")
+    try:
+        wait_until(ready, 60, f"{kind} on port {port}")
+    except BaseException:
+        process.stop()
+        raise
     return process, port
 
 
@@ -156,5 +222,48 @@ def start_celery_worker(env: dict[str, str], log_dir: Path) -> Process:
             raise RuntimeError(f"worker exited:\n{process.output()}")
         return any(node in reply for reply in app.control.ping(destination=[node], timeout=0.5))
 
-    wait_until(answered, 60, "celery worker")
+    try:
+        wait_until(answered, 60, "celery worker")
+    except BaseException:
+        process.stop()
+        raise
     return process
+
+
+def start_profiler(pid: int, path: Path) -> tuple[subprocess.Popen, Path]:
+    """Sample the server with py-spy (``pip install py-spy``) while a scenario runs."""
+    argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--format", "raw"]
+    argv += ["--rate", "250", "--output", str(path), "--nonblocking"]
+    popen = track(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+    time.sleep(1.0)  # py-spy attaches before the scenario starts; it has no readiness signal
+    return popen, path
+
+
+def stop_profiler(popen: subprocess.Popen, path: Path) -> dict[str, Any]:
+    """Stop py-spy and summarise its stacks: the share of samples each function appears in."""
+    popen.send_signal(signal.SIGINT)
+    popen.wait(timeout=30)
+    _RUNNING.pop(popen.pid, None)
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines() if path.exists() else []:
+        stack, _, count = line.rpartition(" ")
+        frames = [frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
+                  for frame in stack.split(";")]  # fmt: skip
+        samples = int(count)
+        total += samples
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + samples
+        own[frames[-1]] = own.get(frames[-1], 0) + samples
+
+    def top(table: dict[str, int]) -> list[tuple[str, float]]:
+        return [
+            (name, round(100 * value / total, 1)) for name, value in sorted(table.items(), key=lambda kv: -kv[1])[:25]
+        ]
+
+    return (
+        {"samples": total, "file": str(path), "inclusive_percent": top(inclusive), "self_percent": top(own)}
+        if total
+        else {}
+    )

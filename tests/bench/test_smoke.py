@@ -10,16 +10,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
 
-
-def test_bench_smoke_delivers_everything_to_50_sockets_and_writes_the_table(tmp_path):
-    """Tests that the suite starts its own stack, every socket gets every broadcast, and JSON is written."""
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One ``python -m bench --smoke`` run (its own Redis, SQLite, servers and worker), and its JSON."""
+    tmp = tmp_path_factory.mktemp("bench")
     env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
-    env["VAR_DIR"] = str(tmp_path)
-    before = set((ROOT / "bench" / "results").glob("*-smoke.json"))
+    env["VAR_DIR"] = str(tmp)
+    out = tmp / "smoke.json"
     run = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--targets", "raw,plain-redis,ours-fanout"],
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -27,18 +27,110 @@ def test_bench_smoke_delivers_everything_to_50_sockets_and_writes_the_table(tmp_
         timeout=280,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "| raw websockets.broadcast (ceiling) | 50 | 250/250 |" in run.stdout
-    written = set((ROOT / "bench" / "results").glob("*-smoke.json")) - before
-    assert len(written) == 1
-    results = {r["target"]: r for r in json.loads(written.pop().read_text())["results"]}
-    for key in ("raw", "plain-redis", "ours-fanout"):
-        assert results[key]["isolated"]["all_delivered"], results[key]
-        assert results[key]["sustained"]["all_delivered"], results[key]
-    ours = results["ours-fanout"]
-    assert ours["per_user_publish"]["all_delivered"]
-    assert ours["per_user_celery"]["all_delivered"]
-    assert ours["reconnect"]["lost"] == 0 and ours["reconnect"]["connected"] == 50
+    payload = json.loads(out.read_text())
+    return run.stdout, payload, out
+
+
+@pytest.mark.stack
+@pytest.mark.timeout(300)
+def test_bench_smoke_delivers_everything_to_50_sockets_on_every_default_target(smoke):
+    """Tests that the suite starts its own stack and every socket of every target gets every broadcast."""
+    stdout, payload, _ = smoke
+    fan_out = {r["target"]: r for r in payload["results"] if not r.get("idle")}
+    assert set(fan_out) == {"raw", "plain-redis", "ours"}
+    for result in fan_out.values():
+        assert "error" not in result and "skipped" not in result, result
+        assert result["connect"]["connected"] == 50, result
+        assert result["isolated"]["all_delivered"], result
+        assert result["sustained"]["all_delivered"], result
+        assert result["reconnect"]["connected"] == 50, result
+    assert "| raw websockets.broadcast (ceiling) | 50 | 50 in " in stdout
+
+
+@pytest.mark.stack
+@pytest.mark.timeout(300)
+def test_bench_smoke_runs_every_platform_scenario(smoke):
+    """Tests that notifications, per-user paths, progress and the reconnect storm ran on the platform."""
+    _, payload, _ = smoke
+    ours = next(r for r in payload["results"] if r["target"] == "ours" and not r.get("idle"))
+    assert ours["tenant_notification"]["all_delivered"]
+    for path in ("per_user_publish", "per_user_notify", "per_user_celery", "per_user_api"):
+        assert ours[path]["all_delivered"], (path, ours[path])
+    assert ours["per_user_api"]["http_failures"] == 0
+    assert ours["reconnect"]["lost"] == 0 and ours["reconnect"]["duplicates"] == 0
     # A tight progress() loop is throttled, and the owner's socket gets every message sent.
     for label, figures in ours["progress"].items():
         assert figures["calls"] > 100 * figures["published"] > 0, (label, figures)
         assert figures["socket_frames"] == figures["published"], (label, figures)
+
+
+@pytest.mark.stack
+@pytest.mark.timeout(300)
+def test_bench_smoke_holds_idle_sockets_and_measures_their_memory(smoke):
+    """Tests the tiny idle-sockets run: all connected, memory per socket read, the servers may open enough files."""
+    _, payload, _ = smoke
+    idle = {r["target"]: r for r in payload["results"] if r.get("idle")}
+    assert set(idle) == {"raw", "ours"}
+    for result in idle.values():
+        assert result["connect"]["connected"] == 100, result
+        assert result["rss_per_socket_kib"] > 0, result
+        assert result["server_fd_limit"] >= 100 + 512, result
+        assert result["isolated"]["all_delivered"], result
+
+
+@pytest.mark.stack
+@pytest.mark.timeout(300)
+def test_bench_smoke_prints_a_verdict_for_every_target_of_issue_7(smoke):
+    """Tests that each of the six targets gets a status line, and a JSON report rebuilds the same tables."""
+    stdout, _, out = smoke
+    verdicts = [line for line in stdout.splitlines() if line.startswith("target: ")]
+    assert len(verdicts) == 6, verdicts
+    assert all(line.rsplit(": ", 1)[1].split(" (")[0] in ("met", "not met", "not measured") for line in verdicts)
+    rebuilt = subprocess.run(
+        [sys.executable, "-m", "bench", "--report", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert "**Fan-out: tenant broadcasts, one at a time**" in rebuilt.stdout
+
+
+def test_write_docs_replaces_only_the_generated_block(tmp_path, monkeypatch):
+    """Tests that --write-docs rewrites what is between the markers and keeps the hand-written text around it."""
+    from bench import report
+
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text(f"# Benchmarks\n\nhow to run\n\n{report.BEGIN}\nold figures\n{report.END}\n\n## History\n\nkept\n")
+    monkeypatch.setattr(report, "DOCS", docs)
+    meta = {
+        "command": "python -m bench",
+        "started": "2026-11-29T00:00:00+00:00",
+        "seconds": 600,
+        "load_end": "0.1 0.1 0.1",
+        "queries_per_connect": 10,
+        "machine": {
+            "nproc": 2,
+            "cpu": "x",
+            "memory": "23Gi",
+            "python": "3.11",
+            "platform": "Linux",
+            "load_average": "0",
+        },
+    }
+    report.write_docs([], meta)
+    text = docs.read_text()
+    assert text.startswith("# Benchmarks\n\nhow to run\n\n")
+    assert text.endswith(f"{report.END}\n\n## History\n\nkept\n")
+    assert "old figures" not in text and "the suite took 600 s" in text
+
+
+def test_ours_falls_back_to_uvicorns_sans_io_protocol_while_the_transport_cannot_be_imported(monkeypatch):
+    """Tests that a missing realtime.transport gives `--ws websockets-sansio`, named as such, not a failed suite."""
+    from dataclasses import replace
+
+    from bench import targets
+
+    missing = replace(targets.TARGETS["ours"], ws="realtime.no_such_module:BroadcastWebSocketProtocol")
+    monkeypatch.setitem(targets.TARGETS, "ours", missing)
+    resolved = targets.resolve("ours")
+    assert resolved.ws == "websockets-sansio"
+    assert "fallback" in resolved.name and "websockets-sansio" in resolved.name
+    assert targets.resolve("ours-redis-uvicorn").ws == "websockets"
