@@ -228,13 +228,13 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             self.delivered = {event_id for event_id in self.delivered if event_id > window.through}
         return self.announce
 
-    def send_beat(self, repairs: list[str], ping: str) -> Any:
+    def send_beat(self, repairs: list[str], ping: str, ping_frame: bytes) -> Any:
         """Send a beat's resent frames and its ping: at once with prepared frames, else a coroutine to await."""
         if self.write_frame is None:
             return self._send_beat(repairs, ping)
         for frame in repairs:
             self.write_frame(text_frame(frame))
-        self.write_frame(text_frame(ping))
+        self.write_frame(ping_frame)
         return None
 
     async def _send_beat(self, repairs: list[str], ping: str) -> None:

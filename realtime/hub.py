@@ -36,6 +36,7 @@ from django.utils import timezone
 from . import metrics
 from .delivery import frames_for, sent_window
 from .events import envelope
+from .transport import text_frame
 
 if TYPE_CHECKING:
     from .consumers import RealtimeConsumer
@@ -100,7 +101,7 @@ class Hub:
         missing = {event_id for ids in owed.values() for event_id in ids}
         frames = await db_call(frames_for)(missing) if missing else {}
         self.sent_through = window.sent_through
-        pings: dict[int, str] = {}
+        pings: dict[int, tuple[str, bytes]] = {}  # by cursor: the frame as text, and encoded once
         now = timezone.now()
         waiting = []
         resent = 0
@@ -112,8 +113,9 @@ class Hub:
             cursor = socket.checked(window)
             ping = pings.get(cursor)
             if ping is None:
-                ping = pings[cursor] = envelope(None, "ping", None, now, {"cursor": cursor})
-            pending = socket.send_beat(repairs, ping)
+                text = envelope(None, "ping", None, now, {"cursor": cursor})
+                ping = pings[cursor] = (text, text_frame(text))
+            pending = socket.send_beat(repairs, *ping)
             if pending is not None:
                 waiting.append(pending)
         if waiting:
