@@ -110,7 +110,7 @@ def test_the_fanout_layer_counts_its_drops_too():
     from realtime.layers import GroupFanoutLoopLayer
 
     layer = object.__new__(GroupFanoutLoopLayer)  # only the queueing part is under test
-    layer.capacity, layer.dropped = 1, 0
+    layer.capacity, layer.dropped, layer.attached = 1, 0, {}
     queue: asyncio.Queue = asyncio.Queue(maxsize=1)
     before = REGISTRY.get_sample_value("liveplatform_channel_layer_dropped_total") or 0
     for n in range(3):
