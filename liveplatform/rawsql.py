@@ -1,0 +1,57 @@
+"""Reads on hot paths without the ORM's per-query cost: a socket handshake's handful of small queries.
+
+Building a queryset, compiling it and turning rows into model instances costs 0.1-1 ms of
+CPU per query, where the indexed read itself takes about 20 µs: on a socket handshake the
+ORM was most of the server's CPU (``python -m bench.connect_cost``, docs/benchmarks.md).
+These helpers run plain SQL through Django's connection (same transaction handling and
+error wrapping, placeholders ``%s`` on every backend) and convert values the way the ORM
+would. Use them only for short reads of a fixed shape on a measured hot path, each with
+a test that pins it to the ORM definition it mirrors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+
+def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Every row of one query on the default database."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def placeholders(values: Sequence[Any]) -> str:
+    """``%s, %s, ...`` for an ``IN (...)`` list; callers never pass an empty list."""
+    if not values:
+        raise ValueError("an IN list needs at least one value")
+    return ", ".join(["%s"] * len(values))
+
+
+def to_db_datetime(value: datetime) -> Any:
+    """A datetime as a query parameter, exactly as the ORM sends it (naive UTC text on SQLite)."""
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def from_db_datetime(value: Any) -> datetime | None:
+    """A datetime column's value as the ORM returns it: aware in UTC when ``USE_TZ``."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite without a declared type (an expression's result)
+        value = parse_datetime(value)
+    if settings.USE_TZ and timezone.is_naive(value):
+        value = timezone.make_aware(value, connection.timezone)
+    return value
+
+
+def from_db_json(value: Any) -> Any:
+    """A JSONField column's value as the ORM returns it (Django loads jsonb and JSON text as text)."""
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
