@@ -22,6 +22,7 @@ from enum import IntEnum
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -29,7 +30,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from . import metrics, services
+from . import metrics, services, tickets
 from .audience import user_group
 from .delivery import SentWindow, resubscription
 from .events import envelope
@@ -128,8 +129,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def start_session(self, user: Any, *, after: int | None, accept: bool = True) -> None:
         """Join the user's groups, greet, replay from ``after``, then send current state."""
-        # Two trips to the database thread per handshake: admission, then the opening frames.
-        subs = await db_call(services.admit_socket)(user)
+        # Browser sockets were admitted before the consumer ran (realtime.auth: session, user,
+        # rate limit and memberships in one trip); the app route's ticket user is admitted here.
+        subs = self.scope.get("subscriptions")
+        if subs is None:
+            subs = await db_call(services.admit_socket)(user)
         if subs is None:
             metrics.REFUSED.labels(reason="too_many_connects").inc()
             # Browser route: refused handshake (HTTP 403); app route: already accepted, so 4429.
@@ -458,17 +462,21 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         raise message["error"]
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        """Hand published events straight to their handler.
+        """Call the message's handler (``realtime.event`` -> ``realtime_event``), without a thread hop first.
 
-        ``AsyncConsumer.dispatch`` runs ``close_old_connections`` in the sync thread
-        before every handler. ``realtime_event`` never touches the database, and with
-        thousands of sockets that thread hop per delivered event was the largest cost
-        in the profile (docs/benchmarks.md). Every other message keeps it.
+        ``AsyncConsumer.dispatch`` runs ``close_old_connections`` on the thread that also
+        serves Django's sync views, before every handler: with thousands of sockets that
+        hop per delivered event was the largest cost in the profile, and one more per
+        handshake (docs/benchmarks.md). This consumer does all its database work through
+        ``db_call``, which closes stale connections on its own threads around each call.
         """
         if message["type"] == "realtime.event":
             await self.realtime_event(message)
-        else:
-            await super().dispatch(message)
+            return
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def realtime_event(self, message: dict[str, Any]) -> None:
         """Forward a published event; drop durable ones this socket already got by replay."""
@@ -561,7 +569,7 @@ class AppConsumer(RealtimeConsumer):
         if frame["type"] != "auth":
             await self.send_error("not_authenticated", "Send an 'auth' frame with your ticket first")
             return
-        user = await db_call(services.redeem_ticket)(frame.get("ticket"))
+        user = await db_call(tickets.redeem_ticket)(frame.get("ticket"))
         if user is None:
             metrics.REFUSED.labels(reason="bad_ticket").inc()
             await self.send_error("auth_failed", "The ticket is unknown, expired or already used")

@@ -1,11 +1,11 @@
 """WebSocket routes: the browser socket (cookie + Origin check) and the app socket (ticket)."""
 
-from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator
 from django.conf import settings
 from django.urls import path
 
+from .auth import SessionAuthMiddleware
 from .consumers import AppConsumer, RealtimeConsumer
 
 
@@ -19,7 +19,8 @@ class ForeignOriginRefused(OriginValidator):
 
 
 websocket_urlpatterns = [
-    path("ws/", AllowedHostsOriginValidator(AuthMiddlewareStack(RealtimeConsumer.as_asgi()))),
+    # The Origin first (no database work for a foreign page), then the session in one hop.
+    path("ws/", AllowedHostsOriginValidator(SessionAuthMiddleware(RealtimeConsumer.as_asgi()))),
     path("ws/app/", ForeignOriginRefused(AppConsumer.as_asgi(), settings.ALLOWED_HOSTS)),
 ]
 

@@ -6,8 +6,6 @@ the database.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,14 +13,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from accounts.models import Membership
-from liveplatform.cache import shared_cache
+from accounts.models import Membership, Tenant
+from liveplatform import rawsql
+from liveplatform.cache import count_hit
 
 from .audience import PLATFORM_GROUP, tenant_admins_group, tenant_group, user_group
 from .events import envelope, event_to_frame
@@ -73,12 +71,24 @@ class Subscriptions:
         return [{"slug": t.slug, "name": t.name, "role": t.role} for t in self.tenants]
 
 
+_MEMBERSHIPS_SQL = (
+    f"SELECT m.tenant_id, t.slug, t.name, m.role, m.created_at FROM {Membership._meta.db_table} m"
+    f" INNER JOIN {Tenant._meta.db_table} t ON t.id = m.tenant_id WHERE m.user_id = %s ORDER BY t.name, t.id"
+)
+
+
 def subscriptions_for(user: AbstractBaseUser) -> Subscriptions:
-    """Read the user's memberships: the source of truth for which groups a socket joins."""
-    memberships = Membership.objects.filter(user=user).select_related("tenant").order_by("tenant__name")
+    """Read the user's memberships: the source of truth for which groups a socket joins.
+
+    One plain query: every handshake reads this, and the queryset cost ten times the read.
+    """
+    rows = rawsql.fetch(_MEMBERSHIPS_SQL, [user.pk])
     return Subscriptions(
         user_id=user.pk,
-        tenants=[TenantAccess(m.tenant_id, m.tenant.slug, m.tenant.name, m.role, m.created_at) for m in memberships],
+        tenants=[
+            TenantAccess(tenant_id, slug, name, role, rawsql.from_db_datetime(joined_at))
+            for tenant_id, slug, name, role, joined_at in rows
+        ],
     )
 
 
@@ -158,25 +168,69 @@ def replay_after(subs: Subscriptions, after: int, newest: int | None = None) -> 
     future (the server's history was reset) or too far behind to replay at once
     yields a resync: the client reloads its state instead of trusting a gap.
     """
-    if newest is None:
-        newest = latest_cursor()
-    pruned_through = RetentionMark.objects.filter(pk=1).values_list("pruned_through", flat=True).first() or 0
+    store_newest, pruned_through = cursor_and_retention()
+    return _replay(subs, after, store_newest if newest is None else newest, pruned_through)
+
+
+_CURSOR_SQL = (
+    f"SELECT (SELECT MAX(id) FROM {Event._meta.db_table}),"
+    f" (SELECT pruned_through FROM {RetentionMark._meta.db_table} WHERE id = 1)"
+)
+
+
+def cursor_and_retention() -> tuple[int, int]:
+    """The newest cursor on the server and how far events were pruned, in one query."""
+    newest, pruned_through = rawsql.fetch(_CURSOR_SQL)[0]
+    return newest or 0, pruned_through or 0
+
+
+def visible_events_sql(subs: Subscriptions) -> tuple[str, list[Any]]:
+    """``visible_events_filter`` as an SQL condition on the event table's columns, for the replay's plain query.
+
+    The same rule clause by clause (tests/realtime/test_handshake_replay.py holds the two
+    together); the replay runs on every reconnect, and compiling the ``Q`` cost more than
+    the query.
+    """
+    e = Event._meta.db_table  # columns qualified: the replay joins the tenant table
+    tenant_ids = [t.id for t in subs.tenants]
+    own_tenants = f" OR {e}.tenant_id IN ({rawsql.placeholders(tenant_ids)})" if tenant_ids else ""
+    clauses = [
+        f"{e}.audience = %s",
+        f"({e}.audience = %s AND {e}.user_id = %s AND ({e}.tenant_id IS NULL{own_tenants}))",
+    ]
+    # Plain strings, not the enum members: every database driver binds those.
+    params: list[Any] = [AudienceKind.PLATFORM.value, AudienceKind.USER.value, subs.user_id, *tenant_ids]
+    for tenant in subs.tenants:
+        kinds = [kind.value for kind in tenant.audiences]
+        clauses.append(
+            f"({e}.audience IN ({rawsql.placeholders(kinds)}) AND {e}.tenant_id = %s AND {e}.created_at >= %s)"
+        )
+        params += [*kinds, tenant.id, rawsql.to_db_datetime(tenant.joined_at)]
+    return "(" + " OR ".join(clauses) + ")", params
+
+
+def _replay(subs: Subscriptions, after: int, newest: int, pruned_through: int) -> Replay:
     if after < pruned_through:
         return Replay([], newest, resync=True, reason="cursor_expired")
     if after > newest:
         return Replay([], newest, resync=True, reason="cursor_unknown")
     limit = settings.REALTIME["MAX_REPLAY"]
-    events = list(Event.objects.filter(visible_events_filter(subs), id__gt=after).order_by("id")[: limit + 1])
-    if len(events) > limit:
+    e = Event._meta.db_table
+    visible, params = visible_events_sql(subs)
+    rows = rawsql.fetch(
+        f"SELECT {e}.id, {e}.type, t.slug, {e}.data, {e}.created_at FROM {e}"
+        f" LEFT JOIN {Tenant._meta.db_table} t ON t.id = {e}.tenant_id"
+        f" WHERE {e}.id > %s AND {visible} ORDER BY {e}.id LIMIT %s",
+        [after, *params, limit + 1],
+    )
+    if len(rows) > limit:
         return Replay([], newest, resync=True, reason="too_many_missed")
-    from accounts.models import Tenant
-
-    slugs = subs.slugs_by_id
-    missing = {e.tenant_id for e in events if e.tenant_id and e.tenant_id not in slugs}
-    if missing:  # platform events may name a tenant the user is not in
-        slugs.update(dict(Tenant.objects.filter(id__in=missing).values_list("id", "slug")))
-    frames = [event_to_frame(event, slugs.get(event.tenant_id)) for event in events]
-    return Replay(frames, events[-1].id if events else after)
+    # The frame event_to_frame builds for the same row: replayed and live frames are identical.
+    frames = [
+        envelope(event_id, event_type, slug, rawsql.from_db_datetime(created_at), rawsql.from_db_json(data))
+        for event_id, event_type, slug, data, created_at in rows
+    ]
+    return Replay(frames, rows[-1][0] if rows else after)
 
 
 def missing_frames(subs: Subscriptions, after: int, through: int, delivered: set[int]) -> list[str]:
@@ -250,6 +304,8 @@ def admit_socket(user: AbstractBaseUser) -> Subscriptions | None:
     One trip to the consumers' database thread for both: Channels runs every
     ``database_sync_to_async`` call of a process on one thread, so each hop of a
     handshake queues behind every other socket's (docs/benchmarks.md, profile note 3).
+    Browser sockets are admitted before their consumer runs (``realtime.auth``); this is
+    for the app route, whose user is known once its ticket is redeemed.
     """
     if not note_connect_attempt(user.pk):
         return None
@@ -272,8 +328,8 @@ def open_session(user: AbstractBaseUser, subs: Subscriptions, after: int | None)
     The consumer calls this after joining its groups, so an event committed after
     these reads is already on its way to the socket's channel.
     """
-    cursor = latest_cursor()
-    replay = replay_after(subs, after, newest=cursor) if after is not None else None
+    cursor, pruned_through = cursor_and_retention()
+    replay = _replay(subs, after, cursor, pruned_through) if after is not None else None
     return Opening(hello_frame(subs, cursor), cursor, replay, snapshot_frames(user, subs))
 
 
@@ -308,41 +364,10 @@ def note_connect_attempt(user_id: int) -> bool:
     if limit <= 0:
         return True
     key = f"ws-connects:{user_id}:{int(time.time() // 60)}"
-    cache = shared_cache()
     try:
-        cache.add(key, 0, timeout=61)
-        return cache.incr(key) <= limit
+        return count_hit(key, window=61) <= limit
     except Exception:  # noqa: BLE001 - fail open when the cache is unavailable
         return True
-
-
-# ------------------------------------------------------------------------------
-# Connection tickets for non-browser clients
-# ------------------------------------------------------------------------------
-def _digest(ticket: str) -> str:
-    return hashlib.sha256(ticket.encode()).hexdigest()
-
-
-def issue_ticket(user: AbstractBaseUser) -> tuple[str, datetime]:
-    """Mint a single-use ticket that lets ``user``'s app open one socket within the TTL."""
-    ticket = "lpt_" + secrets.token_urlsafe(32)
-    expires_at = timezone.now() + timedelta(seconds=settings.REALTIME["TICKET_TTL_SECONDS"])
-    ConnectionTicket.objects.create(digest=_digest(ticket), user=user, expires_at=expires_at)
-    return ticket, expires_at
-
-
-def redeem_ticket(ticket: str) -> AbstractBaseUser | None:
-    """Spend a ticket: its user if it is known, unexpired, unused and the user active; else None."""
-    if not isinstance(ticket, str) or not ticket.startswith("lpt_") or len(ticket) > 100:
-        return None
-    now = timezone.now()
-    with transaction.atomic():
-        spent = ConnectionTicket.objects.filter(digest=_digest(ticket), used_at__isnull=True, expires_at__gt=now)
-        row = spent.select_for_update().first()
-        if row is None or not spent.filter(pk=row.pk).update(used_at=now):
-            return None
-    user = get_user_model().objects.filter(pk=row.user_id, is_active=True).first()
-    return user
 
 
 def prune(now: datetime | None = None) -> int:

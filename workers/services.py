@@ -20,6 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Membership, Tenant
+from liveplatform import rawsql
 from realtime.audience import Audience
 from realtime.events import make_event, publish_many
 
@@ -326,11 +327,32 @@ def _retry_on_crash(kind: str) -> bool:
 # State on connect
 # ------------------------------------------------------------------------------
 def active_jobs_snapshot(user, subs) -> list[tuple[str, str | None, Any]]:
-    """The active jobs this socket may see, as ``job.state`` frames (registered with realtime)."""
+    """The active jobs this socket may see, as ``job.state`` frames (registered with realtime).
+
+    An admin sees every active job of their tenant, a member their own. Every handshake
+    asks and almost always finds none, so a plain query over the (few) active jobs
+    decides first; only jobs it finds are loaded as models for their payload.
+    """
     admin_tenants = [t.id for t in subs.tenants if t.is_admin]
     member_tenants = [t.id for t in subs.tenants if not t.is_admin]
-    from django.db.models import Q
-
-    visible = Q(tenant_id__in=admin_tenants) | Q(tenant_id__in=member_tenants, owner_id=user.pk)
-    jobs = Job.objects.filter(visible, state__in=ACTIVE_STATES).select_related("tenant", "owner").order_by("id")
-    return [("job.state", job.tenant.slug, job_payload(job)) for job in jobs[:100]]
+    visible, params = [], []
+    if admin_tenants:
+        visible.append(f"tenant_id IN ({rawsql.placeholders(admin_tenants)})")
+        params += admin_tenants
+    if member_tenants:
+        visible.append(f"(tenant_id IN ({rawsql.placeholders(member_tenants)}) AND owner_id = %s)")
+        params += [*member_tenants, user.pk]
+    if not visible:
+        return []
+    ids = [
+        row[0]
+        for row in rawsql.fetch(
+            f"SELECT id FROM {Job._meta.db_table} WHERE state IN ({rawsql.placeholders(ACTIVE_STATES)})"
+            f" AND ({' OR '.join(visible)}) ORDER BY id LIMIT 100",
+            [*(state.value for state in ACTIVE_STATES), *params],
+        )
+    ]
+    if not ids:
+        return []
+    jobs = Job.objects.filter(id__in=ids).select_related("tenant", "owner").order_by("id")
+    return [("job.state", job.tenant.slug, job_payload(job)) for job in jobs]

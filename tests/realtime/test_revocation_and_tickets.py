@@ -11,7 +11,7 @@ from accounts.services import do_add_member, do_remove_member
 from realtime.audience import Audience
 from realtime.events import publish
 from realtime.models import ConnectionTicket
-from realtime.services import issue_ticket
+from realtime.tickets import issue_ticket
 from tests.support.ws import open_socket
 
 pytestmark = [pytest.mark.stack]

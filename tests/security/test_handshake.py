@@ -96,7 +96,7 @@ def test_a_forged_ticket_is_refused_with_4401(live, ticket):
 def test_a_ticket_works_once_and_a_reused_or_expired_one_is_refused(live, alice):
     """Tests that tickets are single-use and expire."""
     from realtime.models import ConnectionTicket
-    from realtime.services import issue_ticket
+    from realtime.tickets import issue_ticket
 
     ticket, _ = issue_ticket(alice)
     with open_socket(live.ws_url, path="/ws/app/", origin=None) as sock:
@@ -113,7 +113,7 @@ def test_a_ticket_works_once_and_a_reused_or_expired_one_is_refused(live, alice)
 
 def test_a_ticket_of_a_deactivated_user_is_refused(live, alice):
     """Tests that a ticket issued before deactivation does not outlive the account."""
-    from realtime.services import issue_ticket
+    from realtime.tickets import issue_ticket
 
     ticket, _ = issue_ticket(alice)
     type(alice).objects.filter(pk=alice.pk).update(is_active=False)

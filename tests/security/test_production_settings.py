@@ -109,7 +109,7 @@ def test_api_keys_and_tickets_never_reach_the_logs_of_a_running_server(live, mak
     import urllib.request
 
     from accounts.api_keys import do_create_api_key
-    from realtime.services import issue_ticket
+    from realtime.tickets import issue_ticket
     from tests.support.ws import open_socket
 
     acme = make_tenant("acme")

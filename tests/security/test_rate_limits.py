@@ -120,7 +120,7 @@ def test_handshakes_over_the_per_user_limit_are_refused_for_that_user_only(
     transactional_db, strict_daphne, acme, make_member
 ):
     """Tests that a reconnect storm from one account is refused, browser (403) and app (4429) alike."""
-    from realtime.services import issue_ticket
+    from realtime.tickets import issue_ticket
 
     alice = make_member(acme, email="alice@acme.test")
     bob = make_member(acme, email="bob@acme.test")

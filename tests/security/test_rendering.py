@@ -143,7 +143,7 @@ def test_every_page_has_a_content_security_policy_without_inline_scripts(db, acm
 def test_session_cookie_for_helper_is_not_logged(db, acme, make_member, caplog):
     """Tests that opening sessions and sockets does not write session keys, tickets or API keys to the log."""
     from accounts.api_keys import do_create_api_key
-    from realtime.services import issue_ticket
+    from realtime.tickets import issue_ticket
 
     alice = make_member(acme, email="alice@acme.test")
     with caplog.at_level("DEBUG"):

@@ -4,7 +4,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from realtime.services import issue_ticket
+from realtime.tickets import issue_ticket
 
 
 class Command(BaseCommand):

@@ -1,0 +1,67 @@
+"""The browser socket's door: session cookie, user and handshake budget, checked before the consumer runs.
+
+Replaces Channels' ``AuthMiddlewareStack`` on ``/ws/`` (behind the Origin check in
+``routing``). One call to ``admission.admit_browser_socket`` on the sockets' database
+threads decides the handshake; a refused one is answered HTTP 403 without starting a
+consumer. An admitted one reaches the consumer with, in its scope:
+
+* ``user``: the authenticated, active user;
+* ``session``: the session store of the cookie (its ``session_key`` lets a logout close
+  the sockets opened with that session; its data is not loaded);
+* ``cookies``: the request's cookies, as Channels' ``CookieMiddleware`` sets them;
+* ``subscriptions``: the user's ``services.Subscriptions``, read in the same hop. The
+  handshake is already counted against ``CONNECTS_PER_MINUTE``: the consumer joins
+  these groups without asking ``services.admit_socket``.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from django.conf import settings
+from django.http.cookie import parse_cookie
+
+from . import metrics
+from .admission import admit_browser_socket
+from .consumers import db_call
+
+# One wrapper for every handshake: building a SyncToAsync inspects the function each time.
+_admit = db_call(admit_browser_socket)
+
+
+class SessionAuthMiddleware:
+    """Admit a browser socket by its session cookie in one database hop, or refuse it with a 403."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        cookies = _cookies(scope)
+        session_key = cookies.get(settings.SESSION_COOKIE_NAME)
+        admission = await _admit(session_key)
+        if admission.refused:
+            metrics.REFUSED.labels(reason=admission.refused).inc()
+            return await _refuse(receive, send)
+        scope = {
+            **scope,
+            "cookies": cookies,
+            "session": import_module(settings.SESSION_ENGINE).SessionStore(session_key),
+            "user": admission.user,
+            "subscriptions": admission.subs,
+        }
+        return await self.inner(scope, receive, send)
+
+
+def _cookies(scope: dict[str, Any]) -> dict[str, str]:
+    for name, value in scope.get("headers", ()):
+        if name == b"cookie":
+            return parse_cookie(value.decode("latin1"))
+    return {}
+
+
+async def _refuse(receive: Any, send: Any) -> None:
+    """Close before accepting: the ASGI server answers the handshake with HTTP 403."""
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close"})
