@@ -8,6 +8,7 @@ the browser also calls take ``auth=[ApiKeyAuth(), django_auth]``; then
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -17,7 +18,7 @@ from django.http import HttpRequest
 from ninja.security import HttpBearer
 from ninja.throttling import BaseThrottle, SimpleRateThrottle
 
-from liveplatform.cache import shared_cache
+from liveplatform.cache import count_hit
 
 from .api_keys import authenticate_api_key
 from .models import ApiKey
@@ -46,13 +47,18 @@ def caller_scope(request: HttpRequest) -> str:
     return "anonymous"
 
 
+@functools.lru_cache(maxsize=8)
+def _parse_rate(rate: str) -> tuple[int, int]:
+    return SimpleRateThrottle.parse_rate(SimpleRateThrottle, rate)
+
+
 class ApiKeyRateThrottle(BaseThrottle):
     """Requests per API key (``settings.API_KEY_RATE_LIMIT``, e.g. "600/m"); over it: 429 + Retry-After.
 
     Only calls authenticated by a key count: one runaway integration must not starve
-    the others. A fixed window counted with the cache's atomic ``incr`` (Redis), so
-    every web process shares the counter; if the cache is down the request goes
-    through rather than the API going down with it.
+    the others. A fixed window counted in the shared cache (Redis, one round trip per
+    request), so every web process shares the counter; if the cache is down the
+    request goes through rather than the API going down with it.
     """
 
     def __init__(self) -> None:
@@ -63,14 +69,12 @@ class ApiKeyRateThrottle(BaseThrottle):
         rate = getattr(settings, "API_KEY_RATE_LIMIT", "600/m")
         if not isinstance(auth, ApiKey) or not rate:
             return True
-        limit, period = SimpleRateThrottle.parse_rate(SimpleRateThrottle, rate)
+        limit, period = _parse_rate(rate)
         now = time.time()
         window = int(now // period)
         key = f"throttle:api_key:{auth.pk}:{period}:{window}"
-        cache = shared_cache()
         try:
-            cache.add(key, 0, timeout=period + 1)
-            count = cache.incr(key)
+            count = count_hit(key, window=period + 1)
         except Exception:  # noqa: BLE001 - a cache outage must not take the API down
             logger.warning("API rate limit not checked: the cache is unavailable")
             return True

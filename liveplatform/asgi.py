@@ -2,17 +2,21 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveplatform.settings.dev")
-# Set up Django before importing anything that touches models.
-django_asgi_app = get_asgi_application()
+# Set up Django before importing anything that touches models (what get_asgi_application() does).
+django.setup(set_prefix=False)
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from liveplatform.handlers import PooledASGIHandler  # noqa: E402
 from liveplatform.shutdown import GracefulShutdownMiddleware, install_daphne_drain  # noqa: E402
 from realtime.routing import websocket_application  # noqa: E402
+
+# Django's ASGIHandler with reused request threads and connections (liveplatform/handlers.py).
+django_asgi_app = PooledASGIHandler()
 
 # On SIGTERM every socket is closed with 1012 before the process exits (see shutdown.py).
 application = GracefulShutdownMiddleware(

@@ -133,19 +133,10 @@ class IdsIn(Schema):
 # ------------------------------------------------------------------------------
 # Sending (API key)
 # ------------------------------------------------------------------------------
-def _resolve_recipients(tenant, payload: NotificationIn) -> tuple[Any, dict[str, list[str]]]:
-    """The recipients for ``notify`` or the per-field errors (same words for unknown and foreign)."""
-    members = Membership.objects.filter(tenant=tenant)
-    if payload.tenant:
-        return services.ALL_MEMBERS, {}
-    if payload.user_ids:
-        wanted = sorted(set(payload.user_ids))
-        found: set[int] = set()
-        for chunk in services.chunks(wanted):
-            found.update(members.filter(user_id__in=chunk).values_list("user_id", flat=True))
-        missing = [str(user_id) for user_id in wanted if user_id not in found]
-        return wanted, ({"user_ids": [NOT_A_MEMBER.format(", ".join(missing))]} if missing else {})
-    wanted_emails = sorted({email.strip().lower() for email in payload.emails})
+def _members_by_email(tenant, emails: list[str]) -> tuple[list[int] | None, dict[str, list[str]]]:
+    """The member ids for ``notify`` or the per-field errors (same words for unknown and foreign)."""
+    members = Membership.objects.filter(tenant=tenant).order_by()
+    wanted_emails = sorted({email.strip().lower() for email in emails})
     by_email: dict[str, int] = {}
     for chunk in services.chunks(wanted_emails):
         rows = members.annotate(email=Lower("user__email")).filter(email__in=chunk).values_list("email", "user_id")
@@ -172,20 +163,31 @@ def send_notification(
 ):
     """Notify members of the API key's tenant; recipients outside it are refused (400), nothing is sent."""
     tenant = request.auth.tenant
-    recipients, errors = _resolve_recipients(tenant, payload)
-    if errors:
-        return Status(400, {"detail": "Invalid recipients", "errors": errors})
-    created = services.notify(
-        tenant,
-        recipients,
-        category=payload.category,
-        title=payload.title,
-        body=payload.body,
-        level=payload.level,
-        link=payload.link,
-        data=payload.data,
-        role=payload.role,
-    )
+    if payload.tenant:
+        recipients = services.ALL_MEMBERS
+    elif payload.user_ids:
+        # notify checks the ids against the tenant in the same query that finds them.
+        recipients = payload.user_ids
+    else:
+        recipients, errors = _members_by_email(tenant, payload.emails)
+        if errors:
+            return Status(400, {"detail": "Invalid recipients", "errors": errors})
+    try:
+        created = services.notify(
+            tenant,
+            recipients,
+            category=payload.category,
+            title=payload.title,
+            body=payload.body,
+            level=payload.level,
+            link=payload.link,
+            data=payload.data,
+            role=payload.role,
+            refuse_non_members=bool(payload.user_ids),
+        )
+    except services.NotMembers as refused:
+        missing = ", ".join(str(user_id) for user_id in refused.user_ids)
+        return Status(400, {"detail": "Invalid recipients", "errors": {"user_ids": [NOT_A_MEMBER.format(missing)]}})
     return Status(201, {"created": created, "tenant": tenant.slug})
 
 

@@ -8,15 +8,27 @@ row). A required category ignores user choices: its tenant defaults apply to all
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
 
 from accounts.models import Membership, Tenant
+from liveplatform import rawsql
 
 from .categories import BUILTIN_CATEGORIES, defaults_for
 from .models import Preference, TenantCategory
+
+# Up to this many users, toast_flags reads only their choices (an IN list well under
+# SQLite's parameter limit); above it, the category's every choice in one scan.
+FEW_USERS = 100
+# The tenant's settings for a category and the users' own choices, in one read. No row:
+# the category is new to the tenant. ``{users}`` narrows the choices to a few users.
+_TOAST_SQL = (
+    "SELECT c.in_app, c.required, p.user_id, p.in_app "
+    f"FROM {TenantCategory._meta.db_table} c LEFT JOIN {Preference._meta.db_table} p "
+    "ON p.tenant_id = c.tenant_id AND p.category = c.slug{users} "
+    "WHERE c.tenant_id = %s AND c.slug = %s"
+)
 
 
 @dataclass
@@ -53,14 +65,27 @@ def ensure_tenant_category(tenant: Tenant, slug: str) -> TenantCategory:
     return row
 
 
-def toast_flags(tenant: Tenant, category: TenantCategory, user_ids: Iterable[int]) -> dict[int, bool]:
-    """Whether each user gets an in-app toast for a new notification of ``category`` (one query)."""
-    user_ids = list(user_ids)
-    if category.required:
-        return dict.fromkeys(user_ids, category.in_app)
-    # One query whatever the number of users: a category has few explicit choices.
-    chosen = dict(Preference.objects.filter(tenant=tenant, category=category.slug).values_list("user_id", "in_app"))
-    return {user_id: chosen.get(user_id, category.in_app) for user_id in user_ids}
+def toast_flags(tenant: Tenant, slug: str, user_ids: list[int]) -> dict[int, bool]:
+    """Whether each user gets an in-app toast for a new notification of category ``slug``.
+
+    One plain query (``liveplatform.rawsql``: every notification asks, and the ORM's
+    two queries cost more than the rest of the preference logic); the category's row
+    is created from the defaults on its first use in the tenant.
+    """
+    if not user_ids:
+        return {}
+    few = len(user_ids) <= FEW_USERS
+    sql = _TOAST_SQL.format(users=f" AND p.user_id IN ({rawsql.placeholders(user_ids)})" if few else "")
+    params = [*(user_ids if few else []), tenant.pk, slug]
+    rows = rawsql.fetch(sql, params)
+    if not rows:
+        ensure_tenant_category(tenant, slug)
+        rows = rawsql.fetch(sql, params)
+    in_app, required = bool(rows[0][0]), bool(rows[0][1])
+    if required:
+        return dict.fromkeys(user_ids, in_app)
+    chosen = {user_id: bool(choice) for _, _, user_id, choice in rows if user_id is not None}
+    return {user_id: chosen.get(user_id, in_app) for user_id in user_ids}
 
 
 def email_allowed(rows: list[dict]) -> list[dict]:

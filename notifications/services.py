@@ -34,6 +34,7 @@ from django.db.models import F, Max, Model
 from django.utils import timezone
 
 from accounts.models import Membership, Tenant
+from liveplatform import rawsql
 from liveplatform.rendering import render_markdown
 from realtime.audience import Audience
 from realtime.events import make_event, publish, publish_many
@@ -146,20 +147,47 @@ def chunks(items: list, size: int = CHUNK) -> Iterable[list]:
         yield items[start : start + size]
 
 
-def _recipient_ids(tenant: Tenant, recipients: Any, role: str | None) -> list[int]:
+_MEMBERS_SQL = f"SELECT user_id FROM {Membership._meta.db_table} WHERE tenant_id = %s{{role}} AND user_id IN ({{ids}})"
+
+
+class NotMembers(ValueError):
+    """Recipients named by id who are not members of the tenant (``notify(..., refuse_non_members=True)``)."""
+
+    def __init__(self, user_ids: list[int]) -> None:
+        super().__init__(f"not members of the tenant: {user_ids}")
+        self.user_ids = user_ids
+
+
+def _members_among(tenant_id: int, user_ids: list[int], role: str | None) -> list[int]:
+    """Which of ``user_ids`` are members of the tenant (of ``role``, if given).
+
+    Plain queries (``liveplatform.rawsql``), one per chunk: every notification to named
+    users asks, and the ORM's query cost more than the rest of choosing recipients.
+    """
+    role_sql, role_params = (" AND role = %s", [role]) if role is not None else ("", [])
+    found: list[int] = []
+    for chunk in chunks(user_ids):
+        sql = _MEMBERS_SQL.format(role=role_sql, ids=rawsql.placeholders(chunk))
+        found.extend(user_id for (user_id,) in rawsql.fetch(sql, [tenant_id, *role_params, *chunk]))
+    return found
+
+
+def _recipient_ids(tenant: Tenant, recipients: Any, role: str | None, *, refuse_non_members: bool = False) -> list[int]:
     """Members of ``tenant`` among ``recipients``, sorted (a stable lock order) and without repeats."""
-    members = Membership.objects.filter(tenant=tenant)
-    if role is not None:
-        members = members.filter(role=role)
     if recipients is ALL_MEMBERS:
+        # Unordered: Membership's default ordering joins users and tenants.
+        members = Membership.objects.filter(tenant=tenant).order_by()
+        if role is not None:
+            members = members.filter(role=role)
         return sorted(members.values_list("user_id", flat=True))
     if isinstance(recipients, (Model, int)) or not isinstance(recipients, Iterable):
         recipients = [recipients]
     wanted = sorted({int(r.pk) if isinstance(r, Model) else int(r) for r in recipients})
-    found: list[int] = []
-    for chunk in chunks(wanted):
-        found.extend(members.filter(user_id__in=chunk).values_list("user_id", flat=True))
-    return sorted(found)
+    found = sorted(_members_among(tenant.pk, wanted, role))
+    if refuse_non_members and len(found) != len(wanted):
+        members_found = set(found)
+        raise NotMembers([user_id for user_id in wanted if user_id not in members_found])
+    return found
 
 
 def _bump_counters(tenant_id: int, user_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -198,12 +226,14 @@ def notify(
     data: dict | None = None,
     actor: AbstractBaseUser | None = None,
     role: str | None = None,
+    refuse_non_members: bool = False,
 ) -> int:
     """Notify members of ``tenant``: the one way any producer creates notifications.
 
     ``recipients`` is a user, an iterable of users or user ids, or ``ALL_MEMBERS``
     (``role="admin"`` narrows either to the tenant's admins). Users who are not
-    members of ``tenant`` are dropped: a notification never crosses tenants. Rows are
+    members of ``tenant`` are dropped: a notification never crosses tenants; with
+    ``refuse_non_members`` nothing is created and ``NotMembers`` names them. Rows are
     written with ``bulk_create``, counters with one upsert per chunk, and once the
     transaction commits one ``notification.created`` per recipient goes out in a
     single ``publish_many``. ``body`` is safe Markdown, rendered and sanitised here.
@@ -217,12 +247,11 @@ def notify(
     errors = validate_content(category=category, title=title, body=body, level=level, link=link)
     if errors:
         raise ValueError("; ".join(f"{field}: {message}" for field, message in errors.items()))
-    user_ids = _recipient_ids(tenant, recipients, role)
+    user_ids = _recipient_ids(tenant, recipients, role, refuse_non_members=refuse_non_members)
     if not user_ids:
         return 0
     body_html = render_markdown(body)
-    tenant_category = preferences.ensure_tenant_category(tenant, category)
-    toasts = preferences.toast_flags(tenant, tenant_category, user_ids)
+    toasts = preferences.toast_flags(tenant, category, user_ids)
     actor_label = getattr(actor, "email", None)
     now = timezone.now()
     with transaction.atomic():

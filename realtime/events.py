@@ -29,6 +29,8 @@ import asyncio
 import fcntl
 import json
 import logging
+import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -177,8 +179,8 @@ def _deliver(events: Sequence[OutgoingEvent]) -> None:
     ephemeral = [event for event in events if not event.durable]
     if durable:
         with publish_lock():
-            unsent = _unsent_events()
             rows = _store(durable)
+            unsent = _unsent_before(rows[0].id)
             messages = [_stored_message(row) for row in unsent] + [
                 (event.audience.group, _message(event, row.id, row.created_at))
                 for event, row in zip(durable, rows, strict=True)
@@ -203,31 +205,50 @@ def _deliver(events: Sequence[OutgoingEvent]) -> None:
 
 def _store(events: Sequence[OutgoingEvent]) -> list[Event]:
     now = timezone.now()
-    with transaction.atomic():
-        return Event.objects.bulk_create(
-            [
-                Event(
-                    type=event.type,
-                    audience=event.audience.kind,
-                    tenant_id=event.tenant_id if event.tenant_id is not None else event.audience.tenant_id,
-                    user_id=event.audience.user_id,
-                    data=event.data,
-                    created_at=now,
-                )
-                for event in events
-            ]
+    rows = [
+        Event(
+            type=event.type,
+            audience=event.audience.kind,
+            tenant_id=event.tenant_id if event.tenant_id is not None else event.audience.tenant_id,
+            user_id=event.audience.user_id,
+            data=event.data,
+            created_at=now,
         )
+        for event in events
+    ]
+    if len(rows) == 1:
+        # One INSERT is atomic by itself: no BEGIN and COMMIT around it (a per-user event).
+        rows[0].save(force_insert=True)
+        return rows
+    with transaction.atomic():
+        return Event.objects.bulk_create(rows)
 
 
-def _unsent_events() -> list[Event]:
-    """Stored events past the send mark: their publisher died before sending them.
+# The send mark this process wrote last, by database: see _unsent_before.
+_last_mark: dict[str, int] = {}
 
-    Called under the publish lock, so no other publisher is between commit and send.
+
+def _database_key() -> str:
+    return f"{connection.vendor}:{connection.settings_dict.get('HOST') or ''}:{connection.settings_dict['NAME']}"
+
+
+def _unsent_before(first_id: int) -> list[Event]:
+    """Stored events past the send mark and before ``first_id``: their publisher died before sending them.
+
+    Called under the publish lock, once this publisher has stored its own events from
+    ``first_id`` on, so no other publisher is between commit and send. Cursors are
+    handed out in lock order: when this process wrote the mark last and its value is
+    ``first_id - 1``, nobody has stored an event since, and there is nothing to read.
+    Otherwise (another publisher came between, or a gap in the numbering) one query.
     """
-    # One query on the publish path: without a mark row the subquery is NULL and matches nothing.
+    if not connection.in_atomic_block and _last_mark.get(_database_key()) == first_id - 1:
+        return []
+    # Without a mark row the subquery is NULL and matches nothing.
     sent_through = Subquery(SendMark.objects.filter(pk=1).values("sent_through")[:1])
     unsent = list(
-        Event.objects.filter(id__gt=sent_through).select_related("tenant").order_by("id")[: MAX_UNSENT_RESEND + 1]
+        Event.objects.filter(id__gt=sent_through, id__lt=first_id)
+        .select_related("tenant")
+        .order_by("id")[: MAX_UNSENT_RESEND + 1]
     )
     return unsent if len(unsent) <= MAX_UNSENT_RESEND else []
 
@@ -235,6 +256,12 @@ def _unsent_events() -> list[Event]:
 def _mark_sent(cursor: int) -> None:
     if not SendMark.objects.filter(pk=1).update(sent_through=cursor):
         SendMark.objects.create(pk=1, sent_through=cursor)
+    # Remembered only once written for good: inside a transaction (a test's, or a caller
+    # running on-commit work itself) the write may still be rolled back.
+    if connection.in_atomic_block:
+        _last_mark.pop(_database_key(), None)
+    else:
+        _last_mark[_database_key()] = cursor
 
 
 def _stored_message(row: Event) -> tuple[str, dict[str, Any]]:
@@ -290,9 +317,25 @@ def publish_lock() -> Iterator[None]:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [_PG_PUBLISH_LOCK_KEY])
     else:
         # SQLite is a single file on a single machine: an flock beside it does the job.
-        with open(settings.VAR_DIR / "publish.lock", "a") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock_file, fcntl.LOCK_UN)
+        lock_file = _lock_file()
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+_lock_files = threading.local()
+
+
+def _lock_file() -> Any:
+    """This thread's open publish lock file, opened once (not once per publish).
+
+    flock excludes other open files of the same path, not other users of one open
+    file: each thread, and each forked process, needs a file of its own.
+    """
+    path, pid = settings.VAR_DIR / "publish.lock", os.getpid()
+    held = getattr(_lock_files, "held", None)
+    if held is None or held[0] != (path, pid):
+        held = _lock_files.held = ((path, pid), open(path, "a"))  # noqa: SIM115 - kept open for the thread
+    return held[1]

@@ -334,6 +334,16 @@ REALTIME = {
 # ------------------------------------------------------------------------------
 # Requests per API key ("<n>/<s|m|h|d>"); over it the API answers 429 with Retry-After.
 API_KEY_RATE_LIMIT = os.environ.get("API_KEY_RATE_LIMIT", "600/m")
+# A key found active is trusted this long without a query (accounts/api_keys.py): a key
+# revoked in one web process is refused by the others at most this much later. 0: no cache.
+API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 5.0)
+# Requests whose middleware and view run at once in one web process; the others wait
+# their turn in arrival order (liveplatform/handlers.py). /healthz never waits. A slow
+# view holds its turn: raise this where views wait on slow services.
+HTTP_CONCURRENCY = env_int("HTTP_CONCURRENCY", 2)
+# Request threads a web process keeps for its next requests; each keeps its database
+# connection while DATABASE_CONN_MAX_AGE allows.
+HTTP_IDLE_THREADS = env_int("HTTP_IDLE_THREADS", 16)
 
 # ------------------------------------------------------------------------------
 # Notifications

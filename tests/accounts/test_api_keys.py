@@ -122,3 +122,56 @@ def test_ticket_endpoint_needs_a_session(client, make_member):
     client.force_login(make_member())
     response = client.post("/api/v1/realtime/tickets")
     assert response.status_code == 201 and json.loads(response.content)["ticket"].startswith("lpt_")
+
+
+# ------------------------------------------------------------------------------
+# The key cache: a key found active is trusted for API_KEY_CACHE_SECONDS
+# ------------------------------------------------------------------------------
+class Clock:
+    """``time.monotonic`` for the key cache, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    from accounts import api_keys
+
+    fake = Clock()
+    monkeypatch.setattr(api_keys.time, "monotonic", fake)
+    return fake
+
+
+def test_a_key_revoked_by_another_process_is_refused_once_the_cache_time_has_passed(acme_key, clock, settings):
+    """Another web process revokes the key (here: the row changes without this process's signals)."""
+    from django.utils import timezone
+
+    settings.API_KEY_CACHE_SECONDS = 5
+    api_key, raw = acme_key
+    assert authenticate_api_key(raw) == api_key
+    ApiKey.objects.filter(pk=api_key.pk).update(revoked_at=timezone.now())
+    clock.now += 4.9
+    assert authenticate_api_key(raw) == api_key  # still trusted: at most API_KEY_CACHE_SECONDS
+    clock.now += 0.2
+    assert authenticate_api_key(raw) is None
+
+
+def test_deleting_a_tenant_refuses_its_keys_at_once(acme_key, clock):
+    api_key, raw = acme_key
+    assert authenticate_api_key(raw) == api_key
+    api_key.tenant.delete()
+    assert authenticate_api_key(raw) is None
+
+
+def test_without_a_cache_time_every_call_checks_the_database(acme_key, clock, settings):
+    from django.utils import timezone
+
+    settings.API_KEY_CACHE_SECONDS = 0
+    api_key, raw = acme_key
+    assert authenticate_api_key(raw) == api_key
+    ApiKey.objects.filter(pk=api_key.pk).update(revoked_at=timezone.now())
+    assert authenticate_api_key(raw) is None

@@ -84,6 +84,16 @@ def test_another_tenants_key_cannot_reach_this_tenants_members(client, org, make
     assert received(org["alice"]) == []
 
 
+def test_a_mix_of_member_and_foreign_ids_creates_nothing_and_names_only_the_foreign_ones(client, org, acme_key):
+    """The membership check and the sending are one step: a refused id leaves no notification behind."""
+    ids = [org["alice"].pk, org["gina"].pk, 987_654]
+    response = send(client, acme_key, {"user_ids": ids, "title": "x"})
+    assert response.status_code == 400
+    [message] = response.json()["errors"]["user_ids"]
+    assert message == f"Not a member of this API key's tenant: {org['gina'].pk}, 987654"
+    assert received(org["alice"]) == [] and received(org["gina"]) == []
+
+
 def test_emails_outside_the_tenant_are_refused_like_unknown_ones(client, org, acme_key):
     foreign = send(client, acme_key, {"emails": ["gina@globex.test"], "title": "x"})
     unknown = send(client, acme_key, {"emails": ["nobody@nowhere.test"], "title": "x"})
