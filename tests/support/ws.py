@@ -118,15 +118,25 @@ def open_socket(
     origin: str | None = "default",
     path: str = "/ws/",
     timeout: float = 10.0,
+    max_queue: int | None = 16,
 ) -> LiveSocket:
-    """Open a socket like a browser would: session cookie and same-site Origin."""
+    """Open a socket like a browser would: session cookie and same-site Origin.
+
+    ``max_queue``: frames the client holds unread before it stops reading the socket
+    (websockets' flow control); None never stops, as a browser tab that keeps reading.
+    """
     url = f"{base_ws_url}{path}" + (f"?after={after}" if after is not None else "")
     headers = {}
     if session:
         headers["Cookie"] = f"{settings.SESSION_COOKIE_NAME}={session}"
     if origin == "default":
         origin = base_ws_url.replace("ws://", "http://")
-    kwargs: dict[str, Any] = {"additional_headers": headers, "open_timeout": timeout, "max_size": 2**22}
+    kwargs: dict[str, Any] = {
+        "additional_headers": headers,
+        "open_timeout": timeout,
+        "max_size": 2**22,
+        "max_queue": max_queue,
+    }
     if origin:
         kwargs["origin"] = origin
     return LiveSocket(connect(url, **kwargs))
