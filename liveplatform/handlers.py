@@ -37,14 +37,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
-from django.http import HttpRequest, HttpResponse
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import FileResponse, HttpResponse
+from django.urls import set_script_prefix
+from django.utils.functional import cached_property
 from prometheus_client import Gauge
 
 # asgiref 3.13 lets a ThreadSensitiveContext use a given executor; with an older one
@@ -72,31 +77,77 @@ class PooledASGIHandler(ASGIHandler):
         super().__init__()
 
     def load_middleware(self, is_async: bool = False) -> None:
-        """Build the sync chain (as for WSGI) and call it in one trip to the request's thread, in turn."""
+        """Build the sync middleware chain, as for WSGI: ``handle`` calls it in one trip to the request's thread."""
+        super().load_middleware(is_async=not EXECUTOR_CONTEXTS and is_async)
+
+    async def handle(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        """Django's ``ASGIHandler.handle`` with one trip to the request's thread instead of three.
+
+        Django's makes a trip for ``request_started``'s receivers, one for the middleware
+        and view, and one for ``response.close()`` (``request_finished``), and runs a task
+        listening for the client's disconnect beside the view, which a sync view cannot
+        act on. Here the request's sync work (started, request, middleware and view, and
+        for a response already in memory the close) is one call on its thread, in turn;
+        reading the body and sending the response stay on the event loop.
+        """
         if not EXECUTOR_CONTEXTS:
-            super().load_middleware(is_async=is_async)
+            await super().handle(scope, receive, send)
             return
-        super().load_middleware(is_async=False)
-        chain = sync_to_async(self._middleware_chain, thread_sensitive=True)
-
-        async def in_turn(request: HttpRequest) -> HttpResponse:
-            if request.path == LIVENESS_PATH:
-                return await chain(request)
-            turns = self._turns_of(asyncio.get_running_loop())
-            if turns.locked():
-                WAITING_FOR_A_TURN.inc()
-                try:
-                    await turns.acquire()
-                finally:
-                    WAITING_FOR_A_TURN.dec()
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        try:
+            if scope.get("path") == LIVENESS_PATH:
+                response = await self._respond(scope, body_file)
             else:
-                await turns.acquire()
+                async with self._turn():
+                    response = await self._respond(scope, body_file)
             try:
-                return await chain(request)
-            finally:
-                turns.release()
+                await self.send_response(response, send)
+            except asyncio.CancelledError:
+                pass  # the client went away while the response was sent
+            if response.streaming:
+                await sync_to_async(response.close, thread_sensitive=True)()
+        finally:
+            body_file.close()
 
-        self._middleware_chain = in_turn
+    @cached_property
+    def _respond(self) -> Callable:
+        return sync_to_async(self._respond_in_thread, thread_sensitive=True)
+
+    def _respond_in_thread(self, scope: dict[str, Any], body_file: Any) -> HttpResponse:
+        """The request's sync work, on its thread: started signal, request, middleware and view, close."""
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self.get_response(request)
+            response._handler_class = self.__class__
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size
+        if not response.streaming:
+            # In memory already: close it (request_finished, which also recycles this
+            # thread's database connection) here rather than in a trip of its own.
+            response.close()
+        return response
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """One of the process's ``HTTP_CONCURRENCY`` turns, waited for in arrival order."""
+        turns = self._turns_of(asyncio.get_running_loop())
+        if turns.locked():
+            WAITING_FOR_A_TURN.inc()
+            try:
+                await turns.acquire()
+            finally:
+                WAITING_FOR_A_TURN.dec()
+        else:
+            await turns.acquire()
+        try:
+            yield
+        finally:
+            turns.release()
 
     def _turns_of(self, loop: asyncio.AbstractEventLoop) -> asyncio.Semaphore:
         turns = self._turns.get(loop)
