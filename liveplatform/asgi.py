@@ -13,6 +13,7 @@ from django.conf import settings  # noqa: E402
 
 from liveplatform.handlers import PooledASGIHandler  # noqa: E402
 from liveplatform.shutdown import GracefulShutdownMiddleware, install_daphne_drain  # noqa: E402
+from realtime.memory import freeze_loaded_application  # noqa: E402
 from realtime.routing import websocket_application  # noqa: E402
 
 # Django's ASGIHandler with reused request threads and connections (liveplatform/handlers.py).
@@ -28,3 +29,5 @@ application = GracefulShutdownMiddleware(
     )
 )
 install_daphne_drain(settings.SHUTDOWN_DRAIN_SECONDS)
+# What is loaded now lives as long as the process: never walked by the cyclic collector.
+freeze_loaded_application()

@@ -36,6 +36,7 @@ from django.utils import timezone
 from . import metrics
 from .delivery import frames_for, sent_window
 from .events import envelope
+from .memory import Collector
 from .transport import text_frame
 
 if TYPE_CHECKING:
@@ -63,10 +64,12 @@ class Hub:
         self.task: asyncio.Task | None = None
         self.sent_through: int | None = None  # the send mark read by the previous beat
         self.beats = 0
+        self.collector = Collector()
 
     def add(self, socket: RealtimeConsumer) -> None:
         """Beat for this socket from now on (it has been sent its opening frames)."""
         self.sockets.add(socket)
+        self.collector.on_socket_opened()
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self.run(), name="realtime-heartbeat")
 
@@ -122,6 +125,8 @@ class Hub:
             # Servers without prepared frames: each socket's sends run on their own, so a
             # socket that cannot take its frames now does not hold up the others' pings.
             await asyncio.gather(*waiting, return_exceptions=True)
+        # The sockets' state has lived a beat: keep the cyclic collector from walking it (realtime.memory).
+        self.collector.on_beat()
         if resent:
             metrics.EVENTS_REPAIRED.inc(resent)
             logger.warning("resent %d dropped event(s) to %d socket(s)", resent, sum(1 for ids in owed.values() if ids))

@@ -327,6 +327,10 @@ REALTIME = {
     # uvicorn with realtime.transport: a socket whose client leaves more than this unread
     # is dropped (a slow consumer); it catches up by replay when it reconnects.
     "MAX_SEND_BUFFER_BYTES": env_int("REALTIME_MAX_SEND_BUFFER_BYTES", 256 * 1024),
+    # Keep the cyclic garbage collector off the sockets' long-lived state (realtime/memory.py),
+    # with one full collection every GC_FULL_SECONDS to reclaim what closed sockets left in cycles.
+    "GC_FREEZE": env_bool("REALTIME_GC_FREEZE", True),
+    "GC_FULL_SECONDS": env_float("REALTIME_GC_FULL_SECONDS", 600.0),
 }
 
 # ------------------------------------------------------------------------------
