@@ -150,15 +150,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         metrics.OPEN_SOCKETS.labels(route=self.route).inc()
         self._log_socket("connect")
         opening = await db_call(services.open_session)(user, self.subs, after)
-        await self.send(text_data=opening.hello)
+        await self.send_texts(opening.hello)
         if opening.replay is not None:
             await self.send_replay(opening.replay)
         if not (opening.replay and opening.replay.resync):
             # Every event it may see up to the opening cursor is in the replay, or predates the page.
             self.verified_cursor = max(self.verified_cursor, opening.cursor)
         self.group_since = dict.fromkeys(self.groups_joined, self.verified_cursor)
-        for frame in opening.snapshots:
-            await self.send(text_data=frame)
+        await self.send_texts(*opening.snapshots)
         # From here on, events the layer hands over go straight to the socket (see deliver).
         self.live = True
         hub().add(self)
@@ -180,8 +179,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self.send_frame("resync", {"reason": result.reason, "cursor": result.cursor})
             self.reset_delivery(result.cursor)
             return
-        for frame in result.frames:
-            await self.send(text_data=frame)
+        await self.send_texts(*result.frames)
         metrics.EVENTS_REPLAYED.inc(len(result.frames))
         if result.cursor >= self.last_cursor and result.cursor > self.verified_cursor:
             # Everything visible up to the replay's cursor has now been sent.
@@ -365,6 +363,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             # uvicorn with realtime.transport: frames are encoded once per event, not per
             # socket, and layer messages wait in the server's queue beside the client's frames.
             self.write_frame, self.enqueue, next_message = direct.write_frame, direct.enqueue, receive
+            self.write_frame_after_drain = direct.write_frame_after_drain
         else:
             inbox: asyncio.Queue = asyncio.Queue()
             # Bounded: a client flooding frames waits in the server's queue, not in ours.
@@ -539,7 +538,21 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def send_frame(self, frame_type: str, data: dict[str, Any]) -> None:
         """Send a server frame that is not a stored event (no cursor)."""
-        await self.send(text_data=envelope(None, frame_type, None, timezone.now(), data))
+        await self.send_texts(envelope(None, frame_type, None, timezone.now(), data))
+
+    async def send_texts(self, *texts: str) -> None:
+        """Send server frames in order: written at once where the server prepares frames, else through ``send``.
+
+        A handshake sends several (hello, the replay, the snapshots): through ASGI each
+        is a chain of coroutines and an encoding in the server; a reconnect storm of
+        3,000 sockets spends its CPU on exactly this (docs/benchmarks.md).
+        """
+        if self.write_frame is not None:
+            for text in texts:
+                await self.write_frame_after_drain(text_frame(text))
+            return
+        for text in texts:
+            await self.send(text_data=text)
 
     async def send_error(self, code: str, message: str) -> None:
         """Tell the client what was wrong with its frame; the socket stays open."""

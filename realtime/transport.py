@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from django.conf import settings
@@ -65,6 +65,9 @@ class DirectSocket(NamedTuple):
 
     write_frame: Callable[[bytes], bool]  # write an encoded frame now; False if the socket cannot take it
     enqueue: Callable[[dict[str, Any]], None]  # hand a message to the application's own receive()
+    # Wait until the transport's buffer is below its high-water mark, then write (a replay: many
+    # frames at once, which must pace themselves rather than count as a slow client).
+    write_frame_after_drain: Callable[[bytes], Awaitable[bool]]
 
 
 def direct_socket(scope: dict) -> DirectSocket | None:
@@ -155,7 +158,9 @@ class BroadcastWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         # The application task is created but has not run yet: it sees the extension.
         if self.response.status_code == 101:
-            self.scope["extensions"][DIRECT] = {"socket": DirectSocket(self.write_prepared, self.queue.put_nowait)}
+            self.scope["extensions"][DIRECT] = {
+                "socket": DirectSocket(self.write_prepared, self.queue.put_nowait, self.write_prepared_after_drain)
+            }
             self.max_send_buffer = settings.REALTIME.get("MAX_SEND_BUFFER_BYTES", DEFAULT_MAX_SEND_BUFFER_BYTES)
 
     async def send(self, message) -> None:
@@ -180,6 +185,21 @@ class BroadcastWebSocketProtocol(WebSocketsSansIOProtocol):
             self.drop_slow_client()
             return False
         transport.write(frame)
+        return True
+
+    async def write_prepared_after_drain(self, frame: bytes) -> bool:
+        """Write one encoded frame once the transport has room (below its high-water mark).
+
+        For the frames a socket is sent in a burst of its own (a replay of hundreds of
+        events): they wait for the client to read, as ``send`` does, instead of filling
+        the buffer past the slow-client limit.
+        """
+        await self.writable.wait()
+        if not self.handshake_complete or self.close_sent or self.disconnected or self.initial_response:
+            return False
+        if self.transport.is_closing():
+            return False
+        self.transport.write(frame)
         return True
 
     def drop_slow_client(self) -> None:
