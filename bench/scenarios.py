@@ -8,7 +8,9 @@ bounded twice: by the scenario's own limit and by the suite's ``Budget``.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.driver import Budget, Client, Steps, paced, record_delivery
@@ -144,6 +146,8 @@ def reconnect_storm(server, client: Client, publisher: Publisher, target: Target
     missed = opts.missed if target.ours else 0
     for i in range(missed):
         publisher.broadcast(10_000 + i)
+    profile_path = Path(tempfile.gettempdir()) / f"storm-{server.pid}.txt"
+    profiler = start_profiler(server.pid, profile_path) if opts.profile else None
     cpu0 = cpu_seconds(server.pid)
     reopened = client.open(budget.cap(opts.storm_timeout), resume=target.ours)
     figures = {
@@ -162,6 +166,8 @@ def reconnect_storm(server, client: Client, publisher: Publisher, target: Target
         figures["duplicates"] = caught_up["duplicates"]
     figures["server_cpu_seconds"] = cpu_seconds(server.pid) - cpu0
     figures["server_cpu_ms_per_connect"] = 1000 * figures["server_cpu_seconds"] / max(1, reopened["connected"])
+    if profiler is not None:
+        figures["profile"] = stop_profiler(*profiler)
     return figures
 
 

@@ -231,8 +231,12 @@ def start_celery_worker(env: dict[str, str], log_dir: Path) -> Process:
 
 
 def start_profiler(pid: int, path: Path) -> tuple[subprocess.Popen, Path]:
-    """Sample the server with py-spy (``pip install py-spy``) while a scenario runs."""
-    argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--format", "raw"]
+    """Sample the server with py-spy (``pip install py-spy``) while a scenario runs.
+
+    Only the thread holding the GIL is sampled (``--gil``): otherwise the database
+    threads waiting for it are counted too, and show as time in SQLite.
+    """
+    argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--format", "raw", "--gil"]
     argv += ["--rate", "250", "--output", str(path), "--nonblocking"]
     popen = track(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
     time.sleep(1.0)  # py-spy attaches before the scenario starts; it has no readiness signal
