@@ -339,6 +339,6 @@ def write_docs(results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
         "Ratios in brackets: the figure divided by the same figure of the raw ceiling and of plain "
         "Channels at the same socket count in the same run (below 1 is better for times, CPU and "
         "memory; above 1 is better for rates). The sections after this generated block are "
-        "hand-written notes from earlier runs.\n"
+        "hand-written: what the figures mean, what changed, and where the time goes.\n"
     )
     DOCS.write_text(head + BEGIN + body + END + tail)
