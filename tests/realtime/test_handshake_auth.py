@@ -113,28 +113,6 @@ def test_a_browser_without_a_session_is_refused(inmemory_channel_layer, alice, c
     assert not opens(cookie)
 
 
-def test_a_foreign_page_is_refused_even_with_a_valid_session(inmemory_channel_layer, alice):
-    """Tests that the Origin check still stands in front of the session."""
-    from liveplatform.asgi import application
-
-    _, cookie = logged_in(alice)
-
-    async def run():
-        socket = WebsocketCommunicator(
-            application,
-            "/ws/",
-            headers=[
-                (b"host", b"127.0.0.1"),
-                (b"origin", b"http://evil.test"),
-                (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()),
-            ],
-        )
-        connected, _ = await socket.connect()
-        assert not connected
-
-    async_to_sync(run)()
-
-
 def test_each_handshake_counts_once_against_the_per_user_limit(
     inmemory_channel_layer, settings, monkeypatch, alice, make_member, make_tenant
 ):
