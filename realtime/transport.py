@@ -163,6 +163,15 @@ class BroadcastWebSocketProtocol(WebSocketsSansIOProtocol):
             }
             self.max_send_buffer = settings.REALTIME.get("MAX_SEND_BUFFER_BYTES", DEFAULT_MAX_SEND_BUFFER_BYTES)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # The scope's extension holds this protocol's bound methods: a reference cycle
+        # (protocol -> scope -> methods -> protocol) that only the cyclic collector could
+        # free, and realtime.memory keeps it off long-lived sockets. Break it here.
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"].pop(DIRECT, None)
+
     async def send(self, message) -> None:
         await super().send(message)
         if self.handshake_complete and self.response is not None:

@@ -330,7 +330,7 @@ REALTIME = {
     # Keep the cyclic garbage collector off the sockets' long-lived state (realtime/memory.py),
     # with one full collection every GC_FULL_SECONDS to reclaim what closed sockets left in cycles.
     "GC_FREEZE": env_bool("REALTIME_GC_FREEZE", True),
-    "GC_FULL_SECONDS": env_float("REALTIME_GC_FULL_SECONDS", 600.0),
+    "GC_FULL_SECONDS": env_float("REALTIME_GC_FULL_SECONDS", 300.0),
 }
 
 # ------------------------------------------------------------------------------

@@ -31,20 +31,30 @@ def thawed():
 
 
 def test_state_frozen_at_a_beat_waits_for_the_periodic_full_collection(thawed, settings):
-    """Tests that a cycle frozen at a beat survives ordinary collections and goes at the next full one."""
+    """Tests that a cycle alive at a beat, dropped later, survives ordinary collections and goes at the full one."""
     settings.REALTIME = {**settings.REALTIME, "GC_FREEZE": True, "GC_FULL_SECONDS": 600}
     collector = Collector()
-    garbage = weakref.ref(Node())  # unreachable at once, but in a cycle: the collector's job
-    assert garbage() is not None
+    node = Node()  # a socket's state: alive when the beat freezes it
     collector.on_beat()
     assert gc.get_freeze_count() > 0
+    dropped = weakref.ref(node)
+    del node  # the socket closes: its state is now garbage in a cycle
     gc.collect()
-    assert garbage() is not None, "a frozen object was walked by an ordinary collection"
+    assert dropped() is not None, "a frozen object was walked by an ordinary collection"
 
     settings.REALTIME = {**settings.REALTIME, "GC_FULL_SECONDS": 0}
     collector.on_beat()
-    assert garbage() is None, "the periodic full collection did not reclaim a frozen cycle"
+    assert dropped() is None, "the periodic full collection did not reclaim a frozen cycle"
     assert gc.get_freeze_count() > 0  # what survived is frozen again
+
+
+def test_garbage_present_at_a_beat_is_collected_not_frozen(thawed, settings):
+    """Tests that a beat collects what is already garbage before freezing the rest (no leak until the full one)."""
+    settings.REALTIME = {**settings.REALTIME, "GC_FREEZE": True, "GC_FULL_SECONDS": 600}
+    garbage = weakref.ref(Node())  # unreachable already, in a cycle
+    assert garbage() is not None
+    Collector().on_beat()
+    assert garbage() is None
 
 
 def test_a_burst_of_new_sockets_is_frozen_before_the_beat(thawed, settings):
