@@ -114,6 +114,38 @@ SMOKE = {
 }
 
 
+class BenchDatabase:
+    """The suite's own database: a SQLite file in its work folder, or a fresh one on a PostgreSQL server.
+
+    The default matches `make run`. With a server URL the database work leaves the web
+    process (as in production), so both are worth measuring; the suite never touches the
+    server's other databases and drops its own at the end.
+    """
+
+    def __init__(self, server_url: str, workdir: Path) -> None:
+        self.server_url = server_url
+        self.workdir = workdir
+        self.name = f"bench_{os.getpid()}"
+
+    def create(self) -> str:
+        """Create the database and return its ``DATABASE_URL``."""
+        if not self.server_url:
+            return f"sqlite:///{self.workdir / 'bench.sqlite3'}"
+        self._execute(f'CREATE DATABASE "{self.name}"')
+        return self.server_url.rsplit("/", 1)[0] + "/" + self.name
+
+    def drop(self) -> None:
+        """Drop the database created by ``create`` (SQLite: the file goes with the work folder)."""
+        if self.server_url:
+            self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def _execute(self, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.server_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+            conn.execute(statement)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -150,6 +182,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--report", nargs="+", metavar="JSON", help="only rebuild the tables from saved results")
     add("--write-docs", action="store_true", help="put the tables into docs/benchmarks.md")
     add("--out", type=Path, help="where to write the JSON (default: bench/results/bench-<time>.json)")
+    add(
+        "--database",
+        default=os.environ.get("BENCH_DATABASE_URL", ""),
+        help="a PostgreSQL server URL (postgres://user@host:port/db) in which the suite creates and then drops"
+        " a database of its own; default (empty): a fresh SQLite file, like `make run`",
+    )
     opts = parser.parse_args(argv)
     if opts.smoke:
         given = {arg.split("=")[0].lstrip("-").replace("-", "_") for arg in argv if arg.startswith("--")}
@@ -238,11 +276,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     from liveplatform.embedded_redis import start_redis_server
 
     redis_process = start_redis_server(die_with_parent=True)
+    database = BenchDatabase(opts.database, workdir)
     try:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "liveplatform.settings.test",
-            "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
+            "DATABASE_URL": database.create(),
             "REDIS_URL": f"redis://127.0.0.1:{redis_process.port}/0",
             "VAR_DIR": str(workdir),
             "PYTHONUNBUFFERED": "1",
@@ -312,6 +351,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             "load_end": load_average(),
             "seconds": time.monotonic() - wall,
             "queries_per_connect": queries_per_connect(user_ids[0], cookies[0]),
+            "database": "PostgreSQL" if opts.database else "SQLite",
             "fd_limit": limit,
             "setup_seconds": setup_seconds,
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
@@ -335,5 +375,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             stop_all()
             redis_process.terminate()
             redis_process.wait(timeout=10)
+            database.drop()
         finally:
             signal.signal(signal.SIGINT, previous)
