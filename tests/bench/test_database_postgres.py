@@ -1,22 +1,16 @@
-"""The benchmark's own database: created for one run and gone after it."""
+"""``python -m bench --database``: a database of the suite's own on a PostgreSQL server, dropped after.
+
+Collected only when the suite runs on PostgreSQL (tests/bench/conftest.py); the SQLite
+default is what ``test_smoke.py`` runs.
+"""
 
 import os
 
-import pytest
-
 from bench.run import BenchDatabase
 
-SERVER_URL = os.environ.get("DATABASE_URL", "")
+SERVER_URL = os.environ["DATABASE_URL"]
 
 
-def test_by_default_the_suite_uses_a_sqlite_file_in_its_work_folder(tmp_path):
-    """Tests that without a server URL the suite needs no database server, like `make run`."""
-    database = BenchDatabase("", tmp_path)
-    assert database.create() == f"sqlite:///{tmp_path / 'bench.sqlite3'}"
-    database.drop()  # nothing to drop: the file goes with the work folder
-
-
-@pytest.mark.skipif(not SERVER_URL.startswith("postgres"), reason="needs DATABASE_URL of a PostgreSQL server")
 def test_on_postgresql_the_suite_creates_its_own_database_and_drops_it(tmp_path):
     """Tests that --database leaves the server's other databases alone and removes its own at the end."""
     import psycopg
