@@ -6,8 +6,13 @@ from .services import latest_cursor
 
 
 def realtime(request: HttpRequest) -> dict:
-    """The cursor the page was rendered at: the client resumes after it, so nothing is missed."""
+    """The cursor taken before the page's view read its data: the client resumes after it.
+
+    ``PageCursorMiddleware`` takes it before the view; a page rendered without it
+    (an error page, a view reached another way) falls back to the cursor now.
+    """
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    return {"realtime_cursor": latest_cursor()}
+    cursor = getattr(request, "realtime_cursor", None)
+    return {"realtime_cursor": latest_cursor() if cursor is None else cursor}

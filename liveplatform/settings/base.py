@@ -112,6 +112,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "liveplatform.middleware.ContentSecurityPolicyMiddleware",
+    # Last: the page's resume cursor is read right before its view reads the data.
+    "realtime.middleware.PageCursorMiddleware",
 ]
 
 TEMPLATES = [
