@@ -653,8 +653,7 @@ class PumpedRedisChannelLayer(RedisChannelLayer):
         pipe.bzpopmin(key, timeout=self.brpop_timeout)
         pipe.zpopmin(key, self.PUMP_BATCH - 1)
         first, rest = await pipe.execute()
-        popped = ([] if first is None else [first[1]]) + [content for content, _score in rest]
-        return popped
+        return ([] if first is None else [first[1]]) + [content for content, _score in rest]
 
     async def flush(self) -> None:
         """channels-redis's flush; this process's memberships are forgotten with the rest."""

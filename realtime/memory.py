@@ -31,9 +31,14 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 
+def freezing_enabled() -> bool:
+    """Whether ``REALTIME_GC_FREEZE`` is on (read each time: tests and operators may switch it)."""
+    return settings.REALTIME.get("GC_FREEZE", True)
+
+
 def freeze_loaded_application() -> None:
     """Exempt what the loaded application holds (modules, settings, URL patterns) from every collection."""
-    if settings.REALTIME.get("GC_FREEZE", True):
+    if freezing_enabled():
         freeze_survivors()
 
 
@@ -62,13 +67,13 @@ class Collector:
     def on_socket_opened(self) -> None:
         """Count an opened socket; freeze once ``FREEZE_AFTER_OPENED`` have opened since the last freeze."""
         self.opened += 1
-        if self.opened >= self.FREEZE_AFTER_OPENED and settings.REALTIME.get("GC_FREEZE", True):
+        if self.opened >= self.FREEZE_AFTER_OPENED and freezing_enabled():
             self.opened = 0
             freeze_survivors()
 
     def on_beat(self) -> None:
         """Freeze what lived a beat; every ``REALTIME_GC_FULL_SECONDS``, first collect everything once."""
-        if not settings.REALTIME.get("GC_FREEZE", True):
+        if not freezing_enabled():
             return
         self.opened = 0
         now = time.monotonic()

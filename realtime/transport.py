@@ -204,12 +204,7 @@ class BroadcastWebSocketProtocol(WebSocketsSansIOProtocol):
         the buffer past the slow-client limit.
         """
         await self.writable.wait()
-        if not self.handshake_complete or self.close_sent or self.disconnected or self.initial_response:
-            return False
-        if self.transport.is_closing():
-            return False
-        self.transport.write(frame)
-        return True
+        return self.write_prepared(frame)
 
     def drop_slow_client(self) -> None:
         """Abort a connection whose client stopped reading: its backlog is freed at once.
