@@ -317,6 +317,11 @@ REALTIME = {
     "TICKET_TTL_SECONDS": env_int("REALTIME_TICKET_TTL_SECONDS", 60),
     # Replay at most this many events in one reconnect; more means resync.
     "MAX_REPLAY": env_int("REALTIME_MAX_REPLAY", 1000),
+    # Each stream (a user, a tenant, a tenant's admins, the platform) keeps this much
+    # history in Redis for resuming clients: at most this many events, none older than
+    # this many seconds (realtime/streams). Older positions get `recovered: false`.
+    "STREAM_HISTORY_SIZE": env_int("REALTIME_STREAM_HISTORY_SIZE", 1000),
+    "STREAM_HISTORY_SECONDS": env_int("REALTIME_STREAM_HISTORY_SECONDS", 24 * 3600),
     # Socket handshakes per user per minute (all tabs and apps together); over it the
     # handshake is refused (browser route: HTTP 403; app route: close 4429).
     "CONNECTS_PER_MINUTE": env_int("REALTIME_CONNECTS_PER_MINUTE", 60),
