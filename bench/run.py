@@ -24,6 +24,7 @@ from typing import Any
 
 from bench.client import raise_fd_limit
 from bench.driver import Budget
+from bench.publish import publish_table, run_publish
 from bench.report import table, target_lines, timing, upgrade, write_docs
 from bench.scenarios import run_idle, run_target
 from bench.stack import ROOT, load_average, start_profiler, stop_all, stop_profiler
@@ -104,6 +105,7 @@ SMOKE = {
     "per_user_seconds": 1,
     "missed": 3,
     "progress_seconds": 1,
+    "publish_seconds": 0.5,
     "idle_sockets": 100,
     "idle_broadcasts": 2,
     "idle_window": 1,
@@ -169,6 +171,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--per-user-rate", type=float, default=200, help="one-recipient events per second")
     add("--per-user-seconds", type=float, default=3, help="length of each per-user phase")
     add("--missed", type=int, default=5, help="events published while the storm's sockets are away")
+    add("--publish-seconds", type=float, default=3, help="length of each ingestion phase (0: skip it)")
     add("--progress-seconds", type=float, default=3, help="length of the progress() tight loop")
     add("--connect-timeout", type=float, default=90, help="seconds allowed to connect the N sockets")
     add("--storm-timeout", type=float, default=30, help="seconds allowed for the reconnect storm's handshakes")
@@ -344,6 +347,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 continue
             print(f"== {key} with {opts.idle_sockets} idle sockets (load {load_average()})", flush=True)
             record(run_idle(key, opts.idle_sockets, ctx, opts, budget))
+        publish_figures = None
+        if opts.publish_seconds > 0 and budget.allows(30):
+            print(f"== publish: durable events/s from producer processes (load {load_average()})", flush=True)
+            publish_figures = run_publish(user_ids, opts.publish_seconds)
+            print(publish_table(publish_figures), flush=True)
         meta = {
             "command": "python -m bench " + " ".join(argv),
             "started": started.isoformat(timespec="seconds"),
@@ -354,6 +362,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             "database": "PostgreSQL" if opts.database else "SQLite",
             "fd_limit": limit,
             "setup_seconds": setup_seconds,
+            "publish": publish_figures,
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
         }
         print(f"{table(results)}\n\n{timing(results)}\n\n{target_lines(results)}\n")

@@ -134,3 +134,17 @@ def test_ours_falls_back_to_uvicorns_sans_io_protocol_while_the_transport_cannot
     assert resolved.ws == "websockets-sansio"
     assert "fallback" in resolved.name and "websockets-sansio" in resolved.name
     assert targets.resolve("ours-redis-uvicorn").ws == "websockets"
+
+
+@pytest.mark.stack
+@pytest.mark.timeout(300)
+def test_bench_smoke_measures_ingestion_on_every_path_against_the_raw_redis_floor(smoke):
+    """Tests the publish scenario: each path from 1 and 4 producer processes, with its fraction of the raw floor."""
+    stdout, payload, _ = smoke
+    figures = payload["meta"]["publish"]
+    assert set(figures) == {"raw floor", "streams", "publish()"}
+    for path, rows in figures.items():
+        for producers in ("1", "4"):
+            row = rows[producers]
+            assert row["producers"] == int(producers) and row["events"] > 0 and row["of_floor"] > 0, (path, row)
+    assert "| raw floor |" in stdout and "| streams |" in stdout

@@ -1,0 +1,125 @@
+"""The ingestion scenario: durable events per second from producer processes (issue 14).
+
+Three paths, each from 1 and from 4 producer processes publishing one event per
+user in a loop, all against the suite's own Redis and database:
+
+* ``raw floor``: one Lua script per event (INCR a counter, XADD to a capped stream,
+  PUBLISH) on one kept connection: what Redis itself allows, the ceiling;
+* ``streams``: ``realtime.streams``' publish (per-stream offset, epoch, history and the
+  channel-layer group in one script on the stream's shard);
+* ``publish()``: ``realtime.events.publish`` as producers call it today.
+
+Rates are events per second over the slowest producer's time; each path's figure is
+also given as a fraction of the raw floor measured in the same run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from typing import Any
+
+RAW_FLOOR_LUA = """
+local top = redis.call("incr", KEYS[1])
+redis.call("xadd", KEYS[2], "MAXLEN", "1000", top .. "-0", "d", ARGV[1])
+redis.call("publish", ARGV[2], ARGV[1])
+return top
+"""
+PATHS = ("raw floor", "streams", "publish()")
+FRAME_REST = '"type":"bench.event","tenant":null,"ts":"2026-12-04T00:00:00+00:00","data":{"n":1}}'
+
+
+def _producer(path: str, seconds: float, user_ids: list[int], start: Any, results: Any) -> None:
+    """One producer process: publish to user after user until ``seconds`` have passed."""
+    redis_url = os.environ["REDIS_URL"]
+    if path == "raw floor":
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        script = client.register_script(RAW_FLOOR_LUA)
+
+        def send(user_id: int) -> None:
+            script(keys=[f"floor:{user_id}:top", f"floor:{user_id}:history"], args=[FRAME_REST, f"floor.{user_id}"])
+
+    elif path == "streams":
+        from realtime.streams import RedisStreamStore, StreamMessage
+
+        store = RedisStreamStore([redis_url])
+
+        def send(user_id: int) -> None:
+            store.publish(StreamMessage(f"user.{user_id}", FRAME_REST, event_type="bench.event"))
+
+    else:
+        import django
+
+        django.setup()
+        import logging
+
+        logging.getLogger().setLevel(logging.WARNING)
+        from realtime.audience import Audience
+        from realtime.events import publish
+
+        def send(user_id: int) -> None:
+            publish("bench.event", {"n": 1}, audience=Audience.user(user_id))
+
+    send(user_ids[0])  # connections open, scripts loaded, before the clock starts
+    start.wait(60)
+    sent, began = 0, time.perf_counter()
+    deadline = began + seconds
+    while time.perf_counter() < deadline:
+        send(user_ids[sent % len(user_ids)])
+        sent += 1
+    results.put((sent, time.perf_counter() - began))
+
+
+def measure(path: str, producers: int, seconds: float, user_ids: list[int]) -> dict[str, Any]:
+    """Events per second from ``producers`` processes on one path, started together."""
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    shares = [user_ids[index::producers] or user_ids for index in range(producers)]
+    processes = [
+        context.Process(target=_producer, args=(path, seconds, share, start, results), daemon=True) for share in shares
+    ]
+    for process in processes:
+        process.start()
+    try:
+        # Each producer sends once before it waits on ``start``, so a warm-up publish is not counted.
+        start.set()
+        outcomes = [results.get(timeout=seconds + 120) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+    sent = sum(count for count, _ in outcomes)
+    elapsed = max(took for _, took in outcomes)
+    return {"producers": producers, "events": sent, "seconds": round(elapsed, 3), "rate": round(sent / elapsed, 1)}
+
+
+def run_publish(user_ids: list[int], seconds: float) -> dict[str, Any]:
+    """Every path from 1 and 4 producers; each rate also as a fraction of the raw floor with as many producers."""
+    figures: dict[str, Any] = {}
+    for path in PATHS:
+        for producers in (1, 4):
+            print(f"   publish: {path}, {producers} producer(s), {seconds:g} s", flush=True)
+            figures.setdefault(path, {})[producers] = measure(path, producers, seconds, user_ids)
+    for path in PATHS:
+        for producers, row in figures[path].items():
+            floor = figures["raw floor"][producers]["rate"]
+            row["of_floor"] = round(row["rate"] / floor, 3) if floor else None
+    return figures
+
+
+def publish_table(figures: dict[str, Any]) -> str:
+    """The scenario's figures as a Markdown table."""
+    lines = [
+        "| path | 1 producer (events/s) | of floor | 4 producers (events/s) | of floor |",
+        "|---|---|---|---|---|",
+    ]
+    for path, rows in figures.items():
+        one, four = rows.get(1) or rows.get("1"), rows.get(4) or rows.get("4")
+        lines.append(
+            f"| {path} | {one['rate']:,.0f} | {one['of_floor']:.2f} | {four['rate']:,.0f} | {four['of_floor']:.2f} |"
+        )
+    return "\n".join(lines)
