@@ -16,14 +16,11 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from enum import IntEnum
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -31,26 +28,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from . import metrics, services, tickets
-from .audience import user_group
-from .delivery import SentWindow, resubscription
+from .dbthreads import db_call
 from .events import envelope
 from .hub import hub
 from .layers import join_groups, leave_groups
+from .streams import BadPositions, Position, decode_positions, encode_positions
 from .transport import direct_socket, text_frame
 
 logger = logging.getLogger(__name__)
-
-# Channels runs every ``database_sync_to_async`` call of a process on one thread, so
-# at thousands of sockets each handshake queued behind every socket's heartbeat and
-# replay, and clients gave up waiting (the soak at 2,000 sockets, docs/reliability.md).
-# The sockets' database work runs on a small pool of its own instead: each call is a
-# short read, or a write in its own transaction, so no call needs another's thread.
-_db_threads = ThreadPoolExecutor(max_workers=settings.REALTIME["DB_THREADS"], thread_name_prefix="realtime-db")
-
-
-def db_call(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``func`` as a coroutine run on the sockets' database threads (closing stale connections)."""
-    return database_sync_to_async(func, thread_sensitive=False, executor=_db_threads)
 
 
 class CloseCode(IntEnum):
@@ -107,28 +92,29 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             metrics.REFUSED.labels(reason="anonymous").inc()
             await self.close()  # before accept: the handshake is refused with HTTP 403
             return
-        await self.start_session(user, after=self._cursor_from_query())
+        await self.start_session(user, since=self._positions_from_query())
 
     def prepare_session(self) -> None:
         """The state every socket starts with, before it knows its user."""
         self.user = None
         self.groups_joined: set[str] = set()
-        # Per group: the cursor through which the socket was served on joining it.
-        self.group_since: dict[str, int] = {}
-        self.reset_delivery(0)
-        self.announce = 0
+        # Per stream: the position through which this socket has been sent its events.
+        self.positions: dict[str, Position] = {}
+        self.repairing: set[str] = set()
         self.bucket = TokenBucket(
             settings.REALTIME["CLIENT_FRAMES_PER_SECOND"], settings.REALTIME["CLIENT_FRAMES_BURST"]
         )
         self.strikes = 0
 
-    def _cursor_from_query(self) -> int | None:
+    def _positions_from_query(self) -> dict[str, Position]:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        value = (query.get("after") or [None])[0]
-        return int(value) if value and value.isdigit() else None
+        try:
+            return decode_positions((query.get("pos") or [""])[0])
+        except BadPositions:
+            return {}  # a mangled token: start from the top, as a new page would
 
-    async def start_session(self, user: Any, *, after: int | None, accept: bool = True) -> None:
-        """Join the user's groups, greet, replay from ``after``, then send current state."""
+    async def start_session(self, user: Any, *, since: dict[str, Position], accept: bool = True) -> None:
+        """Join the user's groups, greet, replay each stream from ``since``, then send current state."""
         # Browser sockets were admitted before the consumer ran (realtime.auth: session, user,
         # rate limit and memberships in one trip); the app route's ticket user is admitted here.
         subs = self.scope.get("subscriptions")
@@ -141,22 +127,23 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return
         self.user = user
         self.use_subscriptions(subs)
-        # Groups first, then replay: an event committed after the replay query is
-        # already on its way to this socket's channel, so nothing falls in between.
-        await self._join(self.subs.groups)
+        since = {stream: position for stream, position in since.items() if stream in self.streams}
+        unknown = self.streams - since.keys()
+        if unknown:
+            # Streams the client has no position in start at their top, read *before* joining:
+            # whatever is published in between comes back in the replay below.
+            since.update(await db_call(services.stream_tops)(unknown))
+        # Groups first, then replay: an event published after the replay's read is already
+        # on its way to this socket's channel, so nothing falls in between.
+        await self._join(self.streams)
         if accept:
             await self.accept()
         metrics.CONNECTS.labels(route=self.route).inc()
         metrics.OPEN_SOCKETS.labels(route=self.route).inc()
         self._log_socket("connect")
-        opening = await db_call(services.open_session)(user, self.subs, after)
+        opening = await db_call(services.open_session)(user, self.subs, since)
         await self.send_texts(opening.hello)
-        if opening.replay is not None:
-            await self.send_replay(opening.replay)
-        if not (opening.replay and opening.replay.resync):
-            # Every event it may see up to the opening cursor is in the replay, or predates the page.
-            self.verified_cursor = max(self.verified_cursor, opening.cursor)
-        self.group_since = dict.fromkeys(self.groups_joined, self.verified_cursor)
+        await self.send_replay(opening.replay)
         await self.send_texts(*opening.snapshots)
         # From here on, events the layer hands over go straight to the socket (see deliver).
         self.live = True
@@ -165,84 +152,35 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     def use_subscriptions(self, subs: services.Subscriptions) -> None:
         """Adopt the user's memberships (on connect, and when they change while connected)."""
         self.subs = subs
-        self.tenant_ids = {tenant.id for tenant in subs.tenants}
-        self.own_group = user_group(subs.user_id)
+        self.streams = subs.groups
 
-    async def replay(self, after: int) -> None:
-        """Send every durable event after ``after`` (or a resync order), then go live."""
-        await self.send_replay(await db_call(services.replay_after)(self.subs, after))
+    async def replay(self, since: dict[str, Position]) -> None:
+        """Send every durable event after each position (or a resync for a stream that cannot be replayed)."""
+        await self.send_replay(await db_call(services.replay)(self.subs, since))
 
     async def send_replay(self, result: services.Replay) -> None:
-        """Send a replay's frames, or its resync order, and note how far delivery is verified."""
-        if result.resync:
-            metrics.RESYNCS.inc()
-            await self.send_frame("resync", {"reason": result.reason, "cursor": result.cursor})
-            self.reset_delivery(result.cursor)
-            return
-        await self.send_texts(*result.frames)
+        """Send a replay's frames and resync orders, and note how far each stream has been sent."""
+        await self.send_texts(*result.frames, *result.resyncs)
         metrics.EVENTS_REPLAYED.inc(len(result.frames))
-        if result.cursor >= self.last_cursor and result.cursor > self.verified_cursor:
-            # Everything visible up to the replay's cursor has now been sent.
-            self.reset_delivery(result.cursor)
-
-    def reset_delivery(self, cursor: int) -> None:
-        """Every durable event up to ``cursor`` has reached this socket; track what comes after."""
-        self.verified_cursor = cursor
-        self.last_cursor = cursor
-        self.delivered: set[int] = set()
+        if result.resyncs:
+            metrics.RESYNCS.inc(len(result.resyncs))
+        for stream, top in result.positions.items():
+            known = self.positions.get(stream)
+            if known is None or known.epoch != top.epoch or top.offset > known.offset:
+                self.positions[stream] = top
 
     # --------------------------------------------------------------------------
     # The heartbeat (realtime.hub beats for every socket of the process at once)
     # --------------------------------------------------------------------------
-    def owed(self, window: SentWindow) -> list[int]:
-        """The window's events this socket was owed and never got; noted as delivered now.
-
-        Owed: sent to one of its groups, newer than what the socket was given on
-        joining that group (opening cursor, replay, an earlier beat), and, for the
-        user's own events, not from a tenant they have left. Noting them now makes the
-        consumer drop a late live copy while the hub reads the frames to resend.
-        """
-        missing = []
-        newest = self.announce
-        tenant_ids = self.tenant_ids
-        own_group = self.own_group
-        for group in self.groups_joined:
-            rows = window.by_group.get(group)
-            if not rows:
-                continue
-            since = max(self.verified_cursor, self.group_since.get(group, 0))
-            for event_id, tenant_id in rows:
-                if event_id <= since:
-                    continue
-                if group == own_group and tenant_id is not None and tenant_id not in tenant_ids:
-                    continue
-                newest = max(newest, event_id)
-                if event_id not in self.delivered:
-                    missing.append(event_id)
-        self.delivered.update(missing)
-        self.announce = newest
-        return missing
-
-    def checked(self, window: SentWindow) -> int:
-        """Everything up to the window's end has now been delivered or resent: forget it; the ping's cursor."""
-        if window.through > self.verified_cursor:
-            self.verified_cursor = window.through
-            self.delivered = {event_id for event_id in self.delivered if event_id > window.through}
-        return self.announce
-
-    def send_beat(self, repairs: list[str], ping: str, ping_frame: bytes) -> Any:
-        """Send a beat's resent frames and its ping: at once with prepared frames, else a coroutine to await."""
+    def send_beat(self, ping: str) -> Any:
+        """Send a ping: at once with prepared frames, else a coroutine to await."""
         if self.write_frame is None:
-            return self._send_beat(repairs, ping)
-        for frame in repairs:
-            self.write_frame(text_frame(frame))
-        self.write_frame(ping_frame)
+            return self._send_beat(ping)
+        self.write_frame(text_frame(ping))
         return None
 
-    async def _send_beat(self, repairs: list[str], ping: str) -> None:
+    async def _send_beat(self, ping: str) -> None:
         try:
-            for frame in repairs:
-                await self.send(text_data=frame)
             await self.send(text_data=ping)
         except ClientGone:
             pass  # the consumer's own loop ends the socket
@@ -312,13 +250,15 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return
         frame_type = frame["type"]
         if frame_type == "ping":
-            await self.send_frame("pong", {"cursor": self.last_cursor})
+            await self.send_frame("pong", {"positions": encode_positions(self.positions)})
         elif frame_type == "resume":
-            after = frame.get("after")
-            if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-                await self.send_error("invalid_frame", "'resume' needs a non-negative integer 'after'")
+            positions = frame.get("positions")
+            try:
+                since = decode_positions(positions if isinstance(positions, str) else "", self.streams)
+            except BadPositions as error:
+                await self.send_error("invalid_frame", f"'resume' needs 'positions' (stream:offset:epoch,...): {error}")
                 return
-            await self.replay(after)
+            await self.replay(since)
         else:
             await self.send_error("unknown_type", f"Unknown frame type {frame_type[:40]!r}")
 
@@ -493,29 +433,60 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 tally.count()
 
     def take(self, message: dict[str, Any]) -> bool:
-        """Note a published event as this socket's; False if it already has it (replay, resend)."""
-        event_id = message.get("id")
-        if event_id is not None:
-            if event_id <= self.verified_cursor or event_id in self.delivered:
+        """Note a published event as this socket's; False if it already has it, or if one before it went missing.
+
+        Per stream, offsets come one after another. An offset at or below the socket's
+        position was already sent (replay). One past the next means the layer dropped
+        something (a queue over capacity, a lost connection): the event is not sent now,
+        and a repair replays the stream from the socket's position, this event included.
+        An event of another epoch means the stream's history was lost: it is sent, and
+        the client resyncs that stream when it sees the new epoch.
+        """
+        stream = message.get("stream")
+        if stream is None:
+            return True  # ephemeral: no position
+        if stream not in self.streams:
+            return False  # in flight when the user left the tenant: no longer theirs
+        offset, epoch = message["offset"], message["epoch"]
+        known = self.positions.get(stream)
+        if known is not None and known.epoch == epoch:
+            if offset <= known.offset or stream in self.repairing:
                 return False
-            self.delivered.add(event_id)
-            if event_id > self.last_cursor:
-                self.last_cursor = event_id
+            if offset > known.offset + 1:
+                self.repairing.add(stream)
+                self.queued += 1
+                self.enqueue({"type": "realtime.repair", "stream": stream})
+                return False
+        self.positions[stream] = Position(offset, epoch)
         return True
+
+    async def realtime_repair(self, message: dict[str, Any]) -> None:
+        """Replay a stream from this socket's position: the layer dropped one of its events."""
+        stream = message["stream"]
+        try:
+            metrics.EVENTS_REPAIRED.inc()
+            await self.replay({stream: self.positions[stream]})
+        finally:
+            self.repairing.discard(stream)
 
     async def realtime_control(self, message: dict[str, Any]) -> None:
         """React to a server-side change of who this user is or what they belong to."""
         action = message.get("action")
         if action == "resubscribe":
-            subs, cursor = await db_call(resubscription)(self.user)
+            subs = await db_call(services.subscriptions_for)(self.user)
             self.use_subscriptions(subs)
-            wanted = self.subs.groups
+            wanted = self.streams
             await leave_groups(self.channel_layer, self.groups_joined - wanted, self.channel_name)
             joining = wanted - self.groups_joined
+            for stream in self.groups_joined - wanted:
+                self.positions.pop(stream, None)
+            # A stream joined now owes the socket only what is published from now on: its
+            # top read before joining, then a replay of anything that came in between.
+            since = await db_call(services.stream_tops)(joining) if joining else {}
             await self._join(joining)
             self.groups_joined = wanted
-            # A group joined now owes the socket only what is sent from now on.
-            self.group_since = {group: self.group_since.get(group, cursor) for group in wanted}
+            if since:
+                await self.replay(since)
             await self.send_frame("membership.changed", {"tenants": self.subs.hello_tenants()})
         elif action == "close":
             session_key = message.get("session_key")
@@ -537,7 +508,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await super().close(code=int(code) if code is not None else None, reason=reason)
 
     async def send_frame(self, frame_type: str, data: dict[str, Any]) -> None:
-        """Send a server frame that is not a stored event (no cursor)."""
+        """Send a server frame that is not a durable event (no stream position)."""
         await self.send_texts(envelope(None, frame_type, None, timezone.now(), data))
 
     async def send_texts(self, *texts: str) -> None:
@@ -589,9 +560,12 @@ class AppConsumer(RealtimeConsumer):
             await self.close(code=CloseCode.AUTH_FAILED)
             return
         self.auth_deadline.cancel()
-        after = frame.get("after")
-        after = after if isinstance(after, int) and not isinstance(after, bool) and after >= 0 else None
-        await self.start_session(user, after=after, accept=False)
+        positions = frame.get("positions")
+        try:
+            since = decode_positions(positions) if isinstance(positions, str) else {}
+        except BadPositions:
+            since = {}
+        await self.start_session(user, since=since, accept=False)
 
     async def disconnect(self, code: int) -> None:
         deadline = getattr(self, "auth_deadline", None)

@@ -2,17 +2,17 @@
 
 from django.http import HttpRequest
 
-from .services import latest_cursor
+from .middleware import positions_or_empty
 
 
 def realtime(request: HttpRequest) -> dict:
-    """The cursor taken before the page's view read its data: the client resumes after it.
+    """The positions taken before the page's view read its data: the client resumes from them.
 
-    ``PageCursorMiddleware`` takes it before the view; a page rendered without it
-    (an error page, a view reached another way) falls back to the cursor now.
+    ``PageCursorMiddleware`` takes them before the view; a page rendered without them
+    (an error page, a view reached another way) falls back to the positions now.
     """
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    cursor = getattr(request, "realtime_cursor", None)
-    return {"realtime_cursor": latest_cursor() if cursor is None else cursor}
+    positions = getattr(request, "realtime_positions", None)
+    return {"realtime_positions": positions_or_empty(user) if positions is None else positions}

@@ -1,23 +1,15 @@
-"""The heartbeat of a process's sockets: one beat checks and pings every socket at once.
+"""The heartbeat of a process's sockets: one beat pings every socket at once.
 
-Each socket used to beat on its own task: every 25 s it asked the database what it
-had missed and what the newest cursor was, and re-joined its groups. At 3,000 sockets
-that was 120 database trips a second and more than half of the server's CPU in the
-benchmark's sustained phase (docs/benchmarks.md), and a sleeping task per socket.
-
-Here one task per event loop beats for all of them. Each beat:
-
-1. reads, in one query, the durable events sent in the window that ended one beat
-   ago (so every socket has had a whole beat to receive them live) together with the
-   send mark now, which closes the next window (``delivery.sent_window``);
-2. asks each socket which of the window's events it was owed and never got: events
-   of its groups, newer than what it was already given on connect, by replay or by
-   an earlier beat (``RealtimeConsumer.owed``). A channel layer can drop messages
-   (a queue over capacity, a lost Redis connection); this is where they come back;
-3. reads the frames of every missing event, for all sockets, in one query, and
-   resends them (the client de-duplicates by cursor, so order does not matter);
-4. pings every socket with the newest cursor it was owed, so a client can still
-   notice a gap the server could not fill, and ask to ``resume``.
+Each socket used to beat on its own task, with database queries of its own; at 3,000
+sockets that was more than half of the server's CPU in the benchmark's sustained
+phase (docs/benchmarks.md). Here one task per event loop beats for all of them. Each
+beat reads, in one round trip per Redis host, the top position of every stream the
+process's sockets follow (``services.stream_tops``), and pings each socket with the
+tops of its own streams. A client whose position in a stream stays behind the top it
+was told sends ``resume``, and gets what it lacks from the stream's history: a lost
+*last* event, which no later event would reveal as a gap, comes back this way. Gaps
+the server sees itself (an offset that skips one) are repaired by the consumer at once
+(``RealtimeConsumer.take``).
 
 Group membership is not refreshed here: the channel layer keeps its own
 (``PumpedRedisChannelLayer._maintain``).
@@ -33,11 +25,11 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.utils import timezone
 
-from . import metrics
-from .delivery import frames_for, sent_window
+from .dbthreads import db_call
 from .events import envelope
 from .memory import Collector
-from .transport import text_frame
+from .services import stream_tops
+from .streams import encode_positions
 
 if TYPE_CHECKING:
     from .consumers import RealtimeConsumer
@@ -62,7 +54,6 @@ class Hub:
     def __init__(self) -> None:
         self.sockets: set[RealtimeConsumer] = set()
         self.task: asyncio.Task | None = None
-        self.sent_through: int | None = None  # the send mark read by the previous beat
         self.beats = 0
         self.collector = Collector()
 
@@ -93,32 +84,19 @@ class Hub:
                 logger.warning("heartbeat failed for %d socket(s)", len(self.sockets), exc_info=True)
 
     async def beat(self) -> None:
-        """One beat: resend what the layer dropped, then ping every socket with its cursor."""
-        from .consumers import db_call
-
+        """One beat: read every followed stream's top, then ping each socket with its own streams' tops."""
         sockets = list(self.sockets)
-        after = min((socket.verified_cursor for socket in sockets), default=None)
-        window = await db_call(sent_window)(after, self.sent_through)
+        streams = set().union(*(socket.streams for socket in sockets if socket.user is not None))
+        tops = await db_call(stream_tops)(streams) if streams else {}
         self.beats += 1
-        owed = {socket: socket.owed(window) for socket in sockets} if window.by_group else {}
-        missing = {event_id for ids in owed.values() for event_id in ids}
-        frames = await db_call(frames_for)(missing) if missing else {}
-        self.sent_through = window.sent_through
-        pings: dict[int, tuple[str, bytes]] = {}  # by cursor: the frame as text, and encoded once
         now = timezone.now()
         waiting = []
-        resent = 0
         for socket in sockets:
             if socket not in self.sockets:
-                continue  # closed while the database was read
-            repairs = [frames[event_id] for event_id in owed.get(socket, ()) if event_id in frames]
-            resent += len(repairs)
-            cursor = socket.checked(window)
-            ping = pings.get(cursor)
-            if ping is None:
-                text = envelope(None, "ping", None, now, {"cursor": cursor})
-                ping = pings[cursor] = (text, text_frame(text))
-            pending = socket.send_beat(repairs, *ping)
+                continue  # closed while Redis was read
+            positions = {stream: tops[stream] for stream in socket.streams if stream in tops}
+            ping = envelope(None, "ping", None, now, {"positions": encode_positions(positions)})
+            pending = socket.send_beat(ping)
             if pending is not None:
                 waiting.append(pending)
         if waiting:
@@ -127,6 +105,3 @@ class Hub:
             await asyncio.gather(*waiting, return_exceptions=True)
         # The sockets' state has lived a beat: keep the cyclic collector from walking it (realtime.memory).
         self.collector.on_beat()
-        if resent:
-            metrics.EVENTS_REPAIRED.inc(resent)
-            logger.warning("resent %d dropped event(s) to %d socket(s)", resent, sum(1 for ids in owed.values() if ids))

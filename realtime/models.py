@@ -1,4 +1,4 @@
-"""Durable events (the replay log) and single-use connection tickets."""
+"""The outbox of durable events on their way to a stream, and single-use connection tickets."""
 
 from __future__ import annotations
 
@@ -15,62 +15,29 @@ class AudienceKind(models.TextChoices):
     PLATFORM = "platform", "Everyone"
 
 
-class Event(models.Model):
-    """A durable event: stored so a client that was offline can replay it.
+class OutboxEvent(models.Model):
+    """A durable event written in its producer's transaction, until it is in its stream.
 
-    The primary key is the cursor. Rows are written and sent under the publish lock
-    (see ``realtime.events``), so cursor order is commit order and send order.
+    ``realtime.events.publish`` inside a transaction writes this row in that
+    transaction and publishes on commit, then deletes the row. A producer killed
+    between its commit and its publish (a worker taken down with -9) leaves the row,
+    and the relay (``realtime.outbox.relay``, every few seconds from beat) publishes it
+    under the same ``idempotency_key``, so it reaches its stream once. Rows are also
+    written when Redis refuses a publish, and relayed once it is back. The history
+    itself lives in the streams (``realtime.streams``); notifications, announcements
+    and jobs are records in their own tables.
     """
 
     id = models.BigAutoField(primary_key=True)
-    type = models.CharField(max_length=64)
-    audience = models.CharField(max_length=16, choices=AudienceKind.choices)
-    tenant = models.ForeignKey("accounts.Tenant", null=True, blank=True, on_delete=models.CASCADE)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
-    data = models.JSONField(default=dict)
+    stream = models.CharField(max_length=100)
+    event_type = models.CharField(max_length=64)
+    frame_rest = models.TextField()
+    extra = models.CharField(max_length=32, blank=True, default="")
+    idempotency_key = models.CharField(max_length=32, unique=True)
     created_at = models.DateTimeField(db_index=True)
 
-    class Meta:
-        indexes = [
-            # user and audience both: with (user, id) alone SQLite chose the audience
-            # index and walked every user's events to find one user's newest.
-            models.Index(fields=["user", "audience", "id"], name="event_user_audience_cursor"),
-            models.Index(fields=["tenant", "audience", "id"], name="event_tenant_cursor"),
-            models.Index(fields=["audience", "id"], name="event_audience_cursor"),
-        ]
-
     def __str__(self) -> str:
-        return f"#{self.id} {self.type} → {self.audience}"
-
-
-class RetentionMark(models.Model):
-    """Singleton: every event with a cursor at or below ``pruned_through`` is gone.
-
-    A client resuming from an older cursor may have missed pruned events, so it is
-    told to resync instead of replaying an incomplete history.
-    """
-
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
-    pruned_through = models.BigIntegerField(default=0)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    def __str__(self) -> str:
-        return f"events pruned through #{self.pruned_through}"
-
-
-class SendMark(models.Model):
-    """Singleton: every durable event with a cursor at or below ``sent_through`` was handed to the channel layer.
-
-    A publisher that dies between its commit and its send (a worker killed with -9)
-    leaves stored events nobody sent. The next publisher, under the same lock, sends
-    them before its own, so sockets still receive durable events in cursor order.
-    """
-
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
-    sent_through = models.BigIntegerField(default=0)
-
-    def __str__(self) -> str:
-        return f"events sent through #{self.sent_through}"
+        return f"outbox #{self.id} {self.event_type} → {self.stream}"
 
 
 class ConnectionTicket(models.Model):

@@ -1,4 +1,4 @@
-"""What a socket needs from the database: its groups, its replay, its state on connect.
+"""What a socket needs: its groups (from the database), its replay (from the streams), its state on connect.
 
 Consumers call these (through ``database_sync_to_async``) and do nothing else with
 the database.
@@ -7,15 +7,13 @@ the database.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
-from django.db.models import Max, Q
 from django.utils import timezone
 
 from accounts.models import Membership, Tenant
@@ -23,8 +21,9 @@ from liveplatform import rawsql
 from liveplatform.cache import count_hit
 
 from .audience import PLATFORM_GROUP, tenant_admins_group, tenant_group, user_group
-from .events import envelope, event_to_frame
-from .models import AudienceKind, ConnectionTicket, Event, RetentionMark, SendMark
+from .events import envelope
+from .models import AudienceKind, ConnectionTicket
+from .streams import Entry, Position, encode_positions, stream_store
 
 
 @dataclass
@@ -64,6 +63,16 @@ class Subscriptions:
         return groups
 
     @property
+    def joined_ms(self) -> dict[str, int]:
+        """When the user joined each tenant, by tenant stream, in ms (replay leaves out what came before)."""
+        joined = {}
+        for tenant in self.tenants:
+            ms = int(tenant.joined_at.timestamp() * 1000)
+            joined[tenant_group(tenant.id)] = ms
+            joined[tenant_admins_group(tenant.id)] = ms
+        return joined
+
+    @property
     def slugs_by_id(self) -> dict[int, str]:
         return {tenant.id: tenant.slug for tenant in self.tenants}
 
@@ -92,182 +101,70 @@ def subscriptions_for(user: AbstractBaseUser) -> Subscriptions:
     )
 
 
-def visible_events_filter(subs: Subscriptions) -> Q:
-    """Events this user may see: their own, their tenants' since they joined, and platform-wide.
+def stream_visible(subs: Subscriptions, stream: str, entry: Entry) -> bool:
+    """Whether a history entry of one of the user's streams is theirs to see on replay.
 
-    Tenant events from before the user joined are excluded, and so are the user's own
-    events from a tenant they have since left.
+    A tenant's events from before the user joined are not theirs, and neither are the
+    user's own events from a tenant they have since left (``extra`` is its id).
     """
-    tenant_ids = [t.id for t in subs.tenants]
-    visible = Q(audience=AudienceKind.PLATFORM) | Q(
-        Q(tenant_id__isnull=True) | Q(tenant_id__in=tenant_ids), audience=AudienceKind.USER, user_id=subs.user_id
-    )
-    for tenant in subs.tenants:
-        visible |= Q(audience__in=tenant.audiences, tenant_id=tenant.id, created_at__gte=tenant.joined_at)
-    return visible
-
-
-def latest_cursor() -> int:
-    """The newest cursor on the server (0 when no event was ever stored)."""
-    return Event.objects.aggregate(latest=Max("id"))["latest"] or 0
-
-
-def latest_cursor_for(subs: Subscriptions) -> int:
-    """The newest cursor this user may see; heartbeats carry it so clients notice a gap.
-
-    Every socket asks this on every beat, so it must not grow with the history: one
-    ``MAX`` over ``visible_events_filter`` reads every event of the user's tenants. Each
-    audience instead takes its newest row from its own index (a seek backwards), and
-    the newest of those wins.
-
-    Only events already handed to the channel layer count (the send mark): a batch of
-    a thousand notifications is stored at once but sent one by one, and a client told
-    of an event still on its way would take it for a gap and ask for a replay.
-    """
-    sent = Event.objects.all()
-    sent_through = SendMark.objects.filter(pk=1).values_list("sent_through", flat=True).first()
-    if sent_through is not None:
-        sent = sent.filter(id__lte=sent_through)
-    newest = [
-        sent.filter(audience=AudienceKind.PLATFORM).order_by("-id").values_list("id", flat=True).first(),
-        sent.filter(
-            Q(tenant_id__isnull=True) | Q(tenant_id__in=[t.id for t in subs.tenants]),
-            audience=AudienceKind.USER,
-            user_id=subs.user_id,
-        )
-        .order_by("-id")
-        .values_list("id", flat=True)
-        .first(),
-    ]
-    for tenant in subs.tenants:
-        for kind in tenant.audiences:
-            row = (
-                sent.filter(tenant_id=tenant.id, audience=kind).order_by("-id").values_list("id", "created_at").first()
-            )
-            # Events from before the user joined are not theirs; a newest row that old
-            # means nothing of this audience is (cursor order is publish order).
-            if row and row[1] >= tenant.joined_at:
-                newest.append(row[0])
-    return max((cursor for cursor in newest if cursor), default=0)
+    if stream == user_group(subs.user_id):
+        return not entry.extra or int(entry.extra) in {tenant.id for tenant in subs.tenants}
+    joined = subs.joined_ms.get(stream)
+    return joined is None or entry.published_ms >= joined
 
 
 @dataclass
 class Replay:
-    """What a reconnecting socket is sent: the missed frames, or an order to resync."""
+    """What a socket is sent on (re)connecting: missed frames, streams to resync, and where it stands after."""
 
     frames: list[str]
-    cursor: int
-    resync: bool = False
-    reason: str = ""
+    positions: dict[str, Position]
+    resyncs: list[str] = field(default_factory=list)  # resync frames, one per stream not recovered
+    lost: list[str] = field(default_factory=list)  # the streams of those frames
 
 
-def replay_after(subs: Subscriptions, after: int, newest: int | None = None) -> Replay:
-    """Every durable event this user may see after ``after``, in order, or a resync.
+def replay(subs: Subscriptions, since: dict[str, Position]) -> Replay:
+    """Every durable event after each position the client gave, per stream, in order; or a resync for that stream.
 
-    A cursor older than the retention window (its events may be pruned), from the
-    future (the server's history was reset) or too far behind to replay at once
-    yields a resync: the client reloads its state instead of trusting a gap.
+    ``since`` names the streams to replay; a stream whose history was lost (another
+    epoch) or no longer reaches back that far is answered with a ``resync`` frame for
+    that stream alone (``recovered: false``), and the others still replay. Streams the
+    user does not follow are ignored. The positions returned are the streams' tops.
     """
-    store_newest, pruned_through = cursor_and_retention()
-    return _replay(subs, after, store_newest if newest is None else newest, pruned_through)
+    follows = subs.groups
+    wanted = {stream: position for stream, position in since.items() if stream in follows}
+    if not wanted:
+        return Replay([], {})
+    recoveries = stream_store().recover_many(wanted, settings.REALTIME["MAX_REPLAY"])
+    result = Replay([], {})
+    now = timezone.now()
+    for stream, recovery in recoveries.items():
+        result.positions[stream] = recovery.top
+        if not recovery.recovered:
+            reason = "history_lost" if recovery.top.epoch != wanted[stream].epoch else "too_far_behind"
+            result.resyncs.append(
+                envelope(None, "resync", None, now, {"stream": stream, "reason": reason, **_position(recovery.top)})
+            )
+            result.lost.append(stream)
+            continue
+        for entry in recovery.entries:
+            if stream_visible(subs, stream, entry):
+                result.frames.append(entry.frame(stream, recovery.top.epoch))
+    return result
 
 
-_CURSOR_SQL = (
-    f"SELECT (SELECT MAX(id) FROM {Event._meta.db_table}),"
-    f" (SELECT pruned_through FROM {RetentionMark._meta.db_table} WHERE id = 1)"
-)
+def _position(position: Position) -> dict[str, Any]:
+    return {"offset": position.offset, "epoch": position.epoch}
 
 
-def cursor_and_retention() -> tuple[int, int]:
-    """The newest cursor on the server and how far events were pruned, in one query."""
-    newest, pruned_through = rawsql.fetch(_CURSOR_SQL)[0]
-    return newest or 0, pruned_through or 0
+def stream_tops(streams: Iterable[str]) -> dict[str, Position]:
+    """Each stream's top position now (pages, heartbeats, new memberships)."""
+    return stream_store().positions(streams)
 
 
-def visible_events_sql(subs: Subscriptions) -> tuple[str, list[Any]]:
-    """``visible_events_filter`` as an SQL condition on the event table's columns, for the replay's plain query.
-
-    The same rule clause by clause (tests/realtime/test_handshake_replay.py holds the two
-    together); the replay runs on every reconnect, and compiling the ``Q`` cost more than
-    the query.
-    """
-    e = Event._meta.db_table  # columns qualified: the replay joins the tenant table
-    tenant_ids = [t.id for t in subs.tenants]
-    own_tenants = f" OR {e}.tenant_id IN ({rawsql.placeholders(tenant_ids)})" if tenant_ids else ""
-    clauses = [
-        f"{e}.audience = %s",
-        f"({e}.audience = %s AND {e}.user_id = %s AND ({e}.tenant_id IS NULL{own_tenants}))",
-    ]
-    # Plain strings, not the enum members: every database driver binds those.
-    params: list[Any] = [AudienceKind.PLATFORM.value, AudienceKind.USER.value, subs.user_id, *tenant_ids]
-    for tenant in subs.tenants:
-        kinds = [kind.value for kind in tenant.audiences]
-        clauses.append(
-            f"({e}.audience IN ({rawsql.placeholders(kinds)}) AND {e}.tenant_id = %s AND {e}.created_at >= %s)"
-        )
-        params += [*kinds, tenant.id, rawsql.to_db_datetime(tenant.joined_at)]
-    return "(" + " OR ".join(clauses) + ")", params
-
-
-def _replay(subs: Subscriptions, after: int, newest: int, pruned_through: int) -> Replay:
-    if after < pruned_through:
-        return Replay([], newest, resync=True, reason="cursor_expired")
-    if after > newest:
-        return Replay([], newest, resync=True, reason="cursor_unknown")
-    limit = settings.REALTIME["MAX_REPLAY"]
-    e = Event._meta.db_table
-    visible, params = visible_events_sql(subs)
-    rows = rawsql.fetch(
-        f"SELECT {e}.id, {e}.type, t.slug, {e}.data, {e}.created_at FROM {e}"
-        f" LEFT JOIN {Tenant._meta.db_table} t ON t.id = {e}.tenant_id"
-        f" WHERE {e}.id > %s AND {visible} ORDER BY {e}.id LIMIT %s",
-        [after, *params, limit + 1],
-    )
-    if len(rows) > limit:
-        return Replay([], newest, resync=True, reason="too_many_missed")
-    # The frame event_to_frame builds for the same row: replayed and live frames are identical.
-    frames = [
-        envelope(event_id, event_type, slug, rawsql.from_db_datetime(created_at), rawsql.from_db_json(data))
-        for event_id, event_type, slug, data, created_at in rows
-    ]
-    return Replay(frames, rows[-1][0] if rows else after)
-
-
-def missing_frames(subs: Subscriptions, after: int, through: int, delivered: set[int]) -> list[str]:
-    """Frames of events in ``(after, through]`` this user may see but the socket never got.
-
-    channels-redis drops group messages for a channel over capacity without telling
-    anyone; the heartbeat calls this to find and resend what was dropped.
-    """
-    limit = settings.REALTIME["MAX_REPLAY"]
-    ids = list(
-        Event.objects.filter(visible_events_filter(subs), id__gt=after, id__lte=through)
-        .order_by("id")
-        .values_list("id", flat=True)[:limit]
-    )
-    missing = [event_id for event_id in ids if event_id not in delivered]
-    if not missing:
-        return []
-    events = Event.objects.filter(id__in=missing).select_related("tenant").order_by("id")
-    return [event_to_frame(event, event.tenant.slug if event.tenant else None) for event in events]
-
-
-@dataclass
-class DeliveryCheck:
-    """What one heartbeat found: frames the layer dropped, and the newest cursor for the ping."""
-
-    frames: list[str]
-    cursor: int
-
-
-def check_delivery(subs: Subscriptions, after: int, through: int, delivered: set[int]) -> DeliveryCheck:
-    """The heartbeat's database work in one thread hop: dropped frames, then the newest cursor.
-
-    Every socket beats, so at thousands of sockets these hops are most of a server's
-    database traffic; one hop instead of two halves the queueing on the database thread.
-    """
-    frames = missing_frames(subs, after, through, delivered) if through > after else []
-    return DeliveryCheck(frames, latest_cursor_for(subs))
+def page_positions(user: AbstractBaseUser) -> str:
+    """The resume token of a page: every stream the user follows, at its top, read before the view reads its data."""
+    return encode_positions(stream_tops(subscriptions_for(user).groups))
 
 
 # ------------------------------------------------------------------------------
@@ -317,24 +214,23 @@ class Opening:
     """What a socket is sent once it has joined its groups: hello, replay, current state."""
 
     hello: str
-    cursor: int
-    replay: Replay | None
+    replay: Replay
     snapshots: list[str]
 
 
-def open_session(user: AbstractBaseUser, subs: Subscriptions, after: int | None) -> Opening:
-    """Read everything a socket is sent on connect in one trip to the database thread.
+def open_session(user: AbstractBaseUser, subs: Subscriptions, since: dict[str, Position]) -> Opening:
+    """Read everything a socket is sent on connect: its replay from ``since``, then hello and state.
 
-    The consumer calls this after joining its groups, so an event committed after
-    these reads is already on its way to the socket's channel.
+    The consumer calls this after joining its groups with a position for every stream
+    it follows (the client's, or the top read before joining), so an event published
+    after that position is in the replay or on its way to the socket's channel.
     """
-    cursor, pruned_through = cursor_and_retention()
-    replay = _replay(subs, after, cursor, pruned_through) if after is not None else None
-    return Opening(hello_frame(subs, cursor), cursor, replay, snapshot_frames(user, subs))
+    result = replay(subs, since)
+    return Opening(hello_frame(subs, result.positions), result, snapshot_frames(user, subs))
 
 
-def hello_frame(subs: Subscriptions, cursor: int) -> str:
-    """The first frame of every connection: who you are, your tenants, the server's cursor."""
+def hello_frame(subs: Subscriptions, positions: dict[str, Position]) -> str:
+    """The first frame of every connection: who you are, your tenants, each stream's position."""
     return envelope(
         None,
         "hello",
@@ -343,7 +239,7 @@ def hello_frame(subs: Subscriptions, cursor: int) -> str:
         {
             "user": subs.user_id,
             "tenants": subs.hello_tenants(),
-            "cursor": cursor,
+            "positions": {stream: _position(position) for stream, position in positions.items()},
             "heartbeat": settings.REALTIME["HEARTBEAT_SECONDS"],
         },
     )
@@ -371,16 +267,6 @@ def note_connect_attempt(user_id: int) -> bool:
 
 
 def prune(now: datetime | None = None) -> int:
-    """Delete events past retention and spent tickets; move the retention mark."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.REALTIME["RETENTION_SECONDS"])
-    with transaction.atomic():
-        newest_pruned = Event.objects.filter(created_at__lt=cutoff).aggregate(m=Max("id"))["m"]
-        deleted = 0
-        if newest_pruned:
-            deleted, _ = Event.objects.filter(id__lte=newest_pruned).delete()
-            mark, _ = RetentionMark.objects.select_for_update().get_or_create(pk=1)
-            mark.pruned_through = max(mark.pruned_through, newest_pruned)
-            mark.save()
-        ConnectionTicket.objects.filter(expires_at__lt=now).delete()
+    """Delete spent connection tickets; returns how many (stream history trims itself in Redis)."""
+    deleted, _ = ConnectionTicket.objects.filter(expires_at__lt=now or timezone.now()).delete()
     return deleted

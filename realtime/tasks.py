@@ -6,15 +6,21 @@ from typing import Any
 
 from celery import shared_task
 
-from . import services
+from . import outbox, services
 from .audience import Audience
 from .events import publish
 
 
-@shared_task(name="realtime.tasks.prune_events")
-def prune_events() -> int:
-    """Delete durable events past the retention window (run hourly by beat)."""
+@shared_task(name="realtime.tasks.prune_tickets")
+def prune_tickets() -> int:
+    """Delete spent connection tickets (run hourly by beat); stream history trims itself in Redis."""
     return services.prune()
+
+
+@shared_task(name="realtime.tasks.relay_outbox", ignore_result=True)
+def relay_outbox() -> int:
+    """Publish durable events whose producer committed but did not publish (run every few seconds by beat)."""
+    return outbox.relay()
 
 
 @shared_task(name="realtime.tasks.publish_event")

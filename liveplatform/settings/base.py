@@ -305,8 +305,6 @@ CONTENT_SECURITY_POLICY = os.environ.get(
 # Real-time core
 # ------------------------------------------------------------------------------
 REALTIME = {
-    # Durable events older than this are pruned; older cursors get `resync`.
-    "RETENTION_SECONDS": env_int("REALTIME_RETENTION_SECONDS", 7 * 24 * 3600),
     # Server heartbeat: carries the latest cursor the user may see.
     "HEARTBEAT_SECONDS": env_float("REALTIME_HEARTBEAT_SECONDS", 25.0),
     "MAX_FRAME_BYTES": env_int("REALTIME_MAX_FRAME_BYTES", 64 * 1024),
@@ -322,11 +320,15 @@ REALTIME = {
     # this many seconds (realtime/streams). Older positions get `recovered: false`.
     "STREAM_HISTORY_SIZE": env_int("REALTIME_STREAM_HISTORY_SIZE", 1000),
     "STREAM_HISTORY_SECONDS": env_int("REALTIME_STREAM_HISTORY_SECONDS", 24 * 3600),
+    # Durable events whose producer died after its commit (or that Redis refused) wait
+    # in the outbox; beat relays those older than RELAY_AFTER every RELAY seconds.
+    "OUTBOX_RELAY_SECONDS": env_float("REALTIME_OUTBOX_RELAY_SECONDS", 5.0),
+    "OUTBOX_RELAY_AFTER_SECONDS": env_float("REALTIME_OUTBOX_RELAY_AFTER_SECONDS", 5.0),
     # Socket handshakes per user per minute (all tabs and apps together); over it the
     # handshake is refused (browser route: HTTP 403; app route: close 4429).
     "CONNECTS_PER_MINUTE": env_int("REALTIME_CONNECTS_PER_MINUTE", 60),
     # Threads per process for the sockets' database work (handshakes, replays, heartbeats);
-    # Channels' default is one thread for the whole process (realtime/consumers.py, db_call).
+    # Channels' default is one thread for the whole process (realtime/dbthreads.py).
     "DB_THREADS": env_int("REALTIME_DB_THREADS", 4),
     # Messages waiting for one busy socket before newer ones are dropped; the heartbeat
     # resends the durable ones it dropped.

@@ -37,7 +37,9 @@ class StreamMessage:
     """One event on its way into a stream.
 
     ``frame_rest`` is the frame after its position fields (``"type":…}``): the store
-    puts ``{"stream":…,"offset":…,"epoch":…,`` in front once the offset is known.
+    puts ``{"stream":…,"offset":…,"epoch":…,`` in front once the offset is known. An
+    ephemeral message (``durable=False``: a progress tick) gets no offset and is not kept;
+    its ``frame_rest`` is the whole frame.
     ``extra`` is kept with the history entry (the tenant of a user's event, so a replay
     can leave out a tenant the user has left). ``idempotency_key``, when given, makes a
     second publish under the same key return the first one's offset instead of
@@ -49,6 +51,7 @@ class StreamMessage:
     event_type: str = ""
     extra: str = ""
     idempotency_key: str | None = None
+    durable: bool = True
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,10 @@ class StreamStore(Protocol):
 
     def recover(self, stream: str, since: Position | None, limit: int) -> Recovery:
         """The entries after ``since``, or ``recovered=False`` if they cannot all be had."""
+        ...
+
+    def recover_many(self, since: dict[str, Position | None], limit: int) -> dict[str, Recovery]:
+        """``recover`` for several streams at once (a socket's handshake): one round trip per host."""
         ...
 
     def forget(self, stream: str) -> None:

@@ -34,6 +34,9 @@ class InMemoryStreamStore:
         published = []
         with self._lock:
             for message in messages:
+                if not message.durable:
+                    published.append(Publication(message.stream, 0, ""))
+                    continue
                 key = message.idempotency_key
                 if key is not None and key in self._results:
                     done = self._results[key]
@@ -60,8 +63,12 @@ class InMemoryStreamStore:
             top = self._top(stream)
             after = since.offset if since is not None else top.offset
             entries = [entry for entry in self._history.get(stream, ()) if entry.offset > after][: limit + 1]
-        oldest_ms = int((time.time() - self.history_seconds) * 1000)
+        oldest_ms = int((self.clock() - self.history_seconds) * 1000)
         return recovery_from(stream, since, top, entries, oldest_ms=oldest_ms, limit=limit)
+
+    def recover_many(self, since: dict[str, Position | None], limit: int) -> dict[str, Recovery]:
+        """``recover`` for each stream."""
+        return {stream: self.recover(stream, position, limit) for stream, position in since.items()}
 
     def forget(self, stream: str) -> None:
         """Lose the stream's history and position: the next use starts a new epoch."""

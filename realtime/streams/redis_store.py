@@ -49,6 +49,8 @@ class _Script:
 
     def run_many(self, client: redis.Redis, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[Any]:
         """Each call in one pipelined round trip; if Redis forgot the script, no call ran, so all run again."""
+        if len(calls) == 1:
+            return [self.run(client, *calls[0])]
         for attempt in range(2):
             pipe = client.pipeline(transaction=False)
             for keys, args in calls:
@@ -102,6 +104,11 @@ class RedisStreamStore:
         ]
 
     # --------------------------------------------------------------------------
+    @property
+    def queues_for_groups(self) -> bool:
+        """Whether a publish also queues the event for its group's members (the layer keeps groups in this Redis)."""
+        return bool(self.layer_prefix)
+
     def shard(self, stream: str) -> int:
         """The index of the Redis host that owns ``stream``: the channel layer's host for its group."""
         return _consistent_hash(stream, len(self.clients))
@@ -147,7 +154,7 @@ class RedisStreamStore:
         ]
         args = [
             new_epoch(),
-            self.history_size,
+            self.history_size if message.durable else 0,
             self.history_seconds,
             repr(self.clock()),
             message.stream,
@@ -183,12 +190,27 @@ class RedisStreamStore:
 
     def recover(self, stream: str, since: Position | None, limit: int) -> Recovery:
         """The entries after ``since``, or ``recovered=False`` if the history no longer has them all."""
-        after = since.offset if since is not None else -1
-        keys, args = self._read_call(stream, since=after, limit=limit + 1)
-        top, epoch, raw = _read.run(self.clients[self.shard(stream)], keys, args)
-        entries = [_entry(entry_id, fields) for entry_id, fields in raw]
-        oldest_ms = int((time.time() - self.history_seconds) * 1000)
-        return recovery_from(stream, since, Position(int(top), _text(epoch)), entries, oldest_ms=oldest_ms, limit=limit)
+        return self.recover_many({stream: since}, limit)[stream]
+
+    def recover_many(self, since: dict[str, Position | None], limit: int) -> dict[str, Recovery]:
+        """``recover`` for several streams: one pipelined round trip per host (a socket's handshake)."""
+        by_shard: dict[int, list[str]] = collections.defaultdict(list)
+        for stream in since:
+            by_shard[self.shard(stream)].append(stream)
+        oldest_ms = int((self.clock() - self.history_seconds) * 1000)
+        found: dict[str, Recovery] = {}
+        for shard, streams in by_shard.items():
+            calls = [
+                self._read_call(stream, since=-1 if since[stream] is None else since[stream].offset, limit=limit + 1)
+                for stream in streams
+            ]
+            for stream, (top, epoch, raw) in zip(streams, _read.run_many(self.clients[shard], calls), strict=True):
+                entries = [_entry(entry_id, fields) for entry_id, fields in raw]
+                top_position = Position(int(top), _text(epoch))
+                found[stream] = recovery_from(
+                    stream, since[stream], top_position, entries, oldest_ms=oldest_ms, limit=limit
+                )
+        return {stream: found[stream] for stream in since}
 
     def _read_call(self, stream: str, *, since: int, limit: int = 0) -> tuple[list[str], list[Any]]:
         return (

@@ -11,10 +11,10 @@ function describe(event) {
 
 if (list && live) {
   live.on("*", (event) => {
-    if (QUIET.has(event.type) || event.id === null) return;
+    if (QUIET.has(event.type) || event.stream === undefined) return;
     if (event.tenant && event.tenant !== list.dataset.tenant) return;
     const item = document.createElement("li");
-    item.dataset.eventId = event.id;
+    item.dataset.eventId = `${event.stream}:${event.offset}`;
     item.dataset.type = event.type;
     const kind = document.createElement("code");
     kind.textContent = event.type;

@@ -1,14 +1,15 @@
-// The browser side of the real-time core: one socket per page, resumed by cursor.
+// The browser side of the real-time core: one socket per page, resumed by stream positions.
 //
 // Other modules register handlers with `live.on(type, handler)`; the client makes
-// sure each durable event reaches them once and in order, across reconnects.
-// Protocol: docs/protocol.md.
+// sure each durable event reaches them once and in order per stream, across
+// reconnects. A durable frame names its stream, its offset in that stream and the
+// stream's epoch; the client keeps its position in each stream and hands them back
+// on reconnect (`?pos=`). Protocol: docs/protocol.md.
 
 const MAX_BACKOFF_MS = 30_000;
 const BASE_BACKOFF_MS = 500;
 const STABLE_AFTER_MS = 10_000; // a connection open this long resets the backoff
-const GAP_CONFIRM_MS = 1_500; // a heartbeat cursor ahead of ours, still ahead after this: resume
-const SEEN_WINDOW = 5_000; // ids remembered for de-duplication; older ones fall under `floor`
+const GAP_CONFIRM_MS = 1_500; // a heartbeat position ahead of ours, still ahead after this: resume
 
 // Close codes the server uses (realtime/consumers.py CloseCode).
 const CLOSE = {
@@ -20,11 +21,10 @@ const CLOSE = {
 };
 
 export class LiveClient {
-  constructor({ path = "/ws/", cursor = 0, heartbeatSeconds = 25, statusElement = null } = {}) {
+  constructor({ path = "/ws/", positions = "", heartbeatSeconds = 25, statusElement = null } = {}) {
     this.path = path;
-    this.cursor = Number(cursor) || 0; // the newest durable event id seen: resume after it
-    this.floor = this.cursor; // every id at or below this was seen (or predates the page)
-    this.seen = new Set(); // ids above the floor already shown
+    // stream -> {offset, epoch}: every event of the stream up to `offset` was seen (or predates the page).
+    this.positions = parsePositions(positions);
     this.heartbeatMs = heartbeatSeconds * 1000;
     this.statusElement = statusElement;
     this.handlers = new Map();
@@ -56,9 +56,17 @@ export class LiveClient {
     if (this.socket) this.socket.close(1000);
   }
 
+  /** The resume token: `stream:offset:epoch` for each stream, comma-separated. */
+  token(streams = null) {
+    return [...this.positions]
+      .filter(([stream]) => !streams || streams.includes(stream))
+      .map(([stream, p]) => `${stream}:${p.offset}:${p.epoch}`)
+      .join(",");
+  }
+
   url() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${scheme}//${location.host}${this.path}?after=${this.cursor}`;
+    return `${scheme}//${location.host}${this.path}?pos=${encodeURIComponent(this.token())}`;
   }
 
   connect() {
@@ -142,21 +150,23 @@ export class LiveClient {
     } catch {
       return;
     }
-    if (event.id !== null && event.id !== undefined && !this.firstTime(event.id)) return;
+    if (event.stream !== undefined && !this.firstTime(event)) return;
     switch (event.type) {
       case "hello":
-        // The cursor is not taken from hello: the socket was opened with ?after=<cursor>
-        // (0 on a server with no events yet), and the replay that follows hello
-        // carries everything after it; adopting hello's cursor would drop that replay.
+        // Streams the page had no position in (a tenant joined since) start where the
+        // server stands; the others keep the page's, and their replay follows hello.
+        for (const [stream, p] of Object.entries(event.data.positions || {})) {
+          if (!this.positions.has(stream)) this.positions.set(stream, { offset: p.offset, epoch: p.epoch });
+        }
         if (event.data.heartbeat) this.heartbeatMs = event.data.heartbeat * 1000;
         this.armDeadline();
         break;
       case "ping":
-        this.checkGap(event.data.cursor);
+        this.checkGap(parsePositions(event.data.positions));
         break;
       case "resync":
-        this.cursor = this.floor = event.data.cursor;
-        this.seen.clear();
+        // That stream's history is gone (or too far behind): its state must be fetched anew.
+        this.positions.set(event.data.stream, { offset: event.data.offset, epoch: event.data.epoch });
         if (!this.hasHandlers("resync")) {
           location.reload();
           return;
@@ -169,30 +179,40 @@ export class LiveClient {
   }
 
   /**
-   * True the first time a durable id arrives. Ids usually arrive in order, but an
-   * event the server resends after a drop may be older than the newest one seen.
+   * True the first time a durable event arrives: the next offset of its stream. One
+   * already seen (a replay overlapping live delivery) is dropped; one past a gap asks
+   * for a replay of that stream from our position, which brings it again in order. An
+   * event of a new epoch means the stream's history was lost: handlers get a resync.
    */
-  firstTime(id) {
-    if (id <= this.floor || this.seen.has(id)) return false;
-    this.seen.add(id);
-    if (this.seen.size > SEEN_WINDOW) {
-      const oldest = Math.min(...this.seen);
-      this.seen.delete(oldest);
-      this.floor = Math.max(this.floor, oldest);
+  firstTime(event) {
+    const known = this.positions.get(event.stream);
+    if (known && known.epoch === event.epoch) {
+      if (event.offset <= known.offset) return false;
+      if (event.offset > known.offset + 1) {
+        this.send({ type: "resume", positions: this.token([event.stream]) });
+        return false;
+      }
+    } else if (known) {
+      this.dispatch({ type: "resync", stream: event.stream, data: { stream: event.stream, reason: "history_lost" } });
     }
-    if (id > this.cursor) {
-      this.cursor = id;
-      document.body.dataset.cursor = String(id);
-    }
+    this.positions.set(event.stream, { offset: event.offset, epoch: event.epoch });
     return true;
   }
 
-  /** The server knows of a newer event than we saw: if it does not arrive shortly, replay. */
-  checkGap(serverCursor) {
-    if (!(serverCursor > this.cursor)) return;
+  /** The server knows of newer events than we saw: if they do not arrive shortly, ask for a replay. */
+  checkGap(serverPositions) {
+    const behind = () =>
+      [...serverPositions]
+        .filter(([stream, top]) => {
+          const known = this.positions.get(stream);
+          return known && known.epoch === top.epoch && top.offset > known.offset;
+        })
+        .map(([stream]) => stream);
+    if (!behind().length) return;
     clearTimeout(this.timers.gap);
     this.timers.gap = setTimeout(() => {
-      if (serverCursor > this.cursor) this.send({ type: "resume", after: this.cursor });
+      const streams = behind();
+      if (streams.length) this.send({ type: "resume", positions: this.token(streams) });
     }, GAP_CONFIRM_MS);
   }
 
@@ -222,12 +242,22 @@ export class LiveClient {
   }
 }
 
+/** `stream:offset:epoch,...` as a Map of stream -> {offset, epoch}. */
+export function parsePositions(token) {
+  const positions = new Map();
+  for (const entry of (token || "").split(",")) {
+    const [stream, offset, epoch] = entry.split(":");
+    if (stream && epoch) positions.set(stream, { offset: Number(offset), epoch });
+  }
+  return positions;
+}
+
 function createClient() {
   const body = document.body;
   if (!body.dataset.user) return null;
   return new LiveClient({
     path: body.dataset.wsPath || "/ws/",
-    cursor: body.dataset.cursor,
+    positions: body.dataset.positions,
     statusElement: document.getElementById("live-status"),
   });
 }

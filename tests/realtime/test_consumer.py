@@ -34,7 +34,7 @@ async def receive(comm, timeout=3):
     """The next protocol frame or durable event, skipping the apps' state snapshots after hello."""
     while True:
         frame = json.loads(await comm.receive_from(timeout=timeout))
-        if frame["id"] is not None or frame["type"] in PROTOCOL_FRAMES:
+        if "stream" in frame or frame["type"] in PROTOCOL_FRAMES:
             return frame
 
 
@@ -121,7 +121,11 @@ def test_hello_lists_the_users_tenants_and_events_reach_the_right_groups(
         await database_sync_to_async(send_three)()
         first, second = await receive(comm), await receive(comm)
         assert [first["type"], second["type"]] == ["test.tenant", "test.user"]
-        assert first["tenant"] == "acme" and first["id"] < second["id"]
+        assert (
+            first["tenant"] == "acme"
+            and first["stream"] == f"tenant.{acme.pk}"
+            and second["stream"] == f"user.{alice.pk}"
+        )
         await comm.disconnect()
 
     async_to_sync(run)()
@@ -134,7 +138,7 @@ def test_hello_lists_the_users_tenants_and_events_reach_the_right_groups(
         ("[1, 2]", "invalid_frame"),
         ('{"no": "type"}', "invalid_frame"),
         ('{"type": "launch_missiles"}', "unknown_type"),
-        ('{"type": "resume", "after": "x"}', "invalid_frame"),
+        ('{"type": "resume", "positions": "x"}', "invalid_frame"),
     ],
 )
 def test_bad_frames_get_an_error_and_the_socket_stays_usable(inmemory_channel_layer, make_member, acme, frame, code):

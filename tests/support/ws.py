@@ -6,11 +6,30 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from django.conf import settings
 from django.test import Client
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+
+
+def positions_token(frames: list[dict[str, Any]], start: str = "") -> str:
+    """What the browser client keeps: each stream's newest position, from hello, resyncs and durable frames."""
+    from realtime.streams import Position, decode_positions, encode_positions
+
+    positions = decode_positions(start)
+    for frame in frames:
+        if frame["type"] == "hello":
+            for stream, position in frame["data"]["positions"].items():
+                positions.setdefault(stream, Position(position["offset"], position["epoch"]))
+        elif frame["type"] == "resync":
+            positions[frame["data"]["stream"]] = Position(frame["data"]["offset"], frame["data"]["epoch"])
+        elif "stream" in frame:
+            known = positions.get(frame["stream"])
+            if known is None or known.epoch != frame["epoch"] or frame["offset"] > known.offset:
+                positions[frame["stream"]] = Position(frame["offset"], frame["epoch"])
+    return encode_positions(positions)
 
 
 def session_cookie_for(user) -> str:
@@ -81,8 +100,12 @@ class LiveSocket:
         return got
 
     def durable(self, frame_type: str | None = None) -> list[dict[str, Any]]:
-        """Durable event frames received so far (those with a cursor)."""
-        return [f for f in self.frames if f.get("id") is not None and (frame_type is None or f["type"] == frame_type)]
+        """Durable event frames received so far (those with a stream position)."""
+        return [f for f in self.frames if "stream" in f and (frame_type is None or f["type"] == frame_type)]
+
+    def positions(self) -> str:
+        """The resume token a browser would hold now: hello's positions, moved on by every durable frame seen."""
+        return positions_token(self.frames)
 
     def send(self, frame: Any) -> None:
         self.connection.send(frame if isinstance(frame, (str, bytes)) else json.dumps(frame))
@@ -114,7 +137,7 @@ def open_socket(
     base_ws_url: str,
     *,
     session: str | None = None,
-    after: int | None = None,
+    positions: str | None = None,
     origin: str | None = "default",
     path: str = "/ws/",
     timeout: float = 10.0,
@@ -125,7 +148,7 @@ def open_socket(
     ``max_queue``: frames the client holds unread before it stops reading the socket
     (websockets' flow control); None never stops, as a browser tab that keeps reading.
     """
-    url = f"{base_ws_url}{path}" + (f"?after={after}" if after is not None else "")
+    url = f"{base_ws_url}{path}" + (f"?pos={quote(positions)}" if positions is not None else "")
     headers = {}
     if session:
         headers["Cookie"] = f"{settings.SESSION_COOKIE_NAME}={session}"

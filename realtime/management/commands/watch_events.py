@@ -13,7 +13,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--email", required=True, help="the user whose events to watch")
         parser.add_argument("--url", default="ws://127.0.0.1:8000/ws/app/", help="the app socket URL")
-        parser.add_argument("--after", type=int, default=None, help="replay events after this cursor first")
+        parser.add_argument(
+            "--positions",
+            default=None,
+            help="replay what came after these stream positions first (the token a pong or page gives: "
+            "stream:offset:epoch,...)",
+        )
         parser.add_argument("--count", type=int, default=0, help="stop after this many frames (0: never)")
 
     def handle(self, *args, **options) -> None:
@@ -28,8 +33,8 @@ class Command(BaseCommand):
             raise CommandError(f"No active user {options['email']!r}")
         ticket, _ = issue_ticket(user)
         auth = {"type": "auth", "ticket": ticket}
-        if options["after"] is not None:
-            auth["after"] = options["after"]
+        if options["positions"]:
+            auth["positions"] = options["positions"]
         seen = 0
         with connect(options["url"]) as socket:
             socket.send(json.dumps(auth))
@@ -37,9 +42,9 @@ class Command(BaseCommand):
             try:
                 for text in socket:
                     frame = json.loads(text)
-                    cursor = frame["id"] if frame["id"] is not None else "-"
+                    position = f"{frame['stream']}:{frame['offset']}" if "stream" in frame else "-"
                     tenant = frame["tenant"] or "-"
-                    self.stdout.write(f"{cursor:>8} {frame['type']:<28} {tenant:<10} {json.dumps(frame['data'])}")
+                    self.stdout.write(f"{position:>16} {frame['type']:<28} {tenant:<10} {json.dumps(frame['data'])}")
                     seen += 1
                     if options["count"] and seen >= options["count"]:
                         break

@@ -1,5 +1,7 @@
 -- Append one event to a stream's history and queue it for the stream's channel-layer
 -- group, atomically, on the Redis host that owns the stream (one round trip).
+-- With history_size 0 the event is ephemeral (a progress tick): no offset, no history;
+-- frame_rest is then the whole frame, queued as it is.
 --
 -- KEYS[1] meta_key     hash: e = epoch, s = top offset
 -- KEYS[2] history_key  Redis stream; entry id <offset>-0, fields d (frame rest), t (ms), x (extra)
@@ -7,14 +9,14 @@
 -- KEYS[4] result_key   idempotency record of a publish done under the same key (used if ARGV[13] > 0)
 --
 -- ARGV[1]  new_epoch        epoch to start if the stream has no meta (its history was lost)
--- ARGV[2]  history_size     entries kept (XADD MAXLEN, exact: a client is told the truth about what is left)
+-- ARGV[2]  history_size     entries kept (0: ephemeral) (XADD MAXLEN, exact: a client is told the truth about what is left)
 -- ARGV[3]  history_ttl      seconds the history and meta live after the last publish
 -- ARGV[4]  now              seconds since the epoch, as a float
 -- ARGV[5]  stream           the stream's name (its group name)
 -- ARGV[6]  frame_rest       the frame after its position fields: '"type":...}'
 -- ARGV[7]  event_type       for the consumer's metrics
 -- ARGV[8]  extra            kept with the entry (the tenant of a user's event), '' for none
--- ARGV[9]  layer_prefix     the channel layer's key prefix ("asgi")
+-- ARGV[9]  layer_prefix     the channel layer's key prefix ("asgi"); "": the layer is not on Redis, queue nothing
 -- ARGV[10] group_expiry     seconds a group member lives without refresh
 -- ARGV[11] message_expiry   seconds a queued message lives
 -- ARGV[12] capacity         messages a member's queue holds before new ones are dropped
@@ -28,42 +30,48 @@ local now, stream, frame_rest, event_type, extra = tonumber(ARGV[4]), ARGV[5], A
 local prefix, group_expiry, message_expiry = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
 local capacity, result_ttl = tonumber(ARGV[12]), tonumber(ARGV[13])
 
-if result_ttl > 0 then
-  local done = redis.call("hmget", result_key, "s", "e")
-  if done[1] then
-    return {tonumber(done[1]), done[2], 1, 0}
+local offset, epoch, text = false, false, frame_rest
+if history_size ~= "0" then
+  if result_ttl > 0 then
+    local done = redis.call("hmget", result_key, "s", "e")
+    if done[1] then
+      return {tonumber(done[1]), done[2], 1, 0}
+    end
   end
+
+  epoch = redis.call("hget", meta_key, "e")
+  if not epoch then
+    -- No meta: whatever history is left belongs to a lost epoch.
+    epoch = new_epoch
+    redis.call("del", history_key)
+    redis.call("hset", meta_key, "e", epoch)
+  end
+  offset = redis.call("hincrby", meta_key, "s", 1)
+  redis.call("expire", meta_key, history_ttl)
+
+  local ms = math.floor(now * 1000)
+  redis.call("xadd", history_key, "MAXLEN", history_size, offset .. "-0", "d", frame_rest, "t", ms, "x", extra)
+  redis.call("expire", history_key, history_ttl)
+
+  if result_ttl > 0 then
+    redis.call("hset", result_key, "s", offset, "e", epoch)
+    redis.call("expire", result_key, result_ttl)
+  end
+
+  -- The frame as sockets get it, built once here for every member.
+  text = '{"stream":"' .. stream .. '","offset":' .. offset .. ',"epoch":"' .. epoch .. '",' .. frame_rest
 end
-
-local epoch = redis.call("hget", meta_key, "e")
-if not epoch then
-  -- No meta: whatever history is left belongs to a lost epoch.
-  epoch = new_epoch
-  redis.call("del", history_key)
-  redis.call("hset", meta_key, "e", epoch)
-end
-local offset = redis.call("hincrby", meta_key, "s", 1)
-redis.call("expire", meta_key, history_ttl)
-
-local ms = math.floor(now * 1000)
-redis.call("xadd", history_key, "MAXLEN", history_size, offset .. "-0", "d", frame_rest, "t", ms, "x", extra)
-redis.call("expire", history_key, history_ttl)
-
-if result_ttl > 0 then
-  redis.call("hset", result_key, "s", offset, "e", epoch)
-  redis.call("expire", result_key, result_ttl)
-end
-
--- The frame as sockets get it, built once here for every member.
-local text = '{"stream":"' .. stream .. '","offset":' .. offset .. ',"epoch":"' .. epoch .. '",' .. frame_rest
 local dropped = 0
+if prefix == "" then
+  return {offset or 0, epoch or "", 0, dropped}
+end
 redis.call("zremrangebyscore", group_key, 0, now - group_expiry)
 local members = redis.call("zrange", group_key, 0, -1)
 for _, member in ipairs(members) do
-  local message = {
-    type = "realtime.event", stream = stream, offset = offset, epoch = epoch,
-    event_type = event_type, text = text, ts = now,
-  }
+  local message = {type = "realtime.event", event_type = event_type, text = text, ts = now}
+  if offset then
+    message["stream"], message["offset"], message["epoch"] = stream, offset, epoch
+  end
   local bang = string.find(member, "!", 1, true)
   local queue
   if bang == #member then
@@ -82,8 +90,10 @@ for _, member in ipairs(members) do
     if newest[2] and tonumber(newest[2]) >= score then
       score = tonumber(newest[2]) + 0.000001
     end
-    -- 12 bytes the layer's serializer strips (its random prefix); unique per stream and offset.
-    local payload = string.sub(string.format("%012d", offset), -12) .. cmsgpack.pack(message)
+    -- 12 bytes the layer's serializer strips (its random prefix): the member must be
+    -- unique in the queue, and an ephemeral frame may repeat one already queued.
+    local unique = redis.call("incr", prefix .. ":stream-seq")
+    local payload = string.sub(string.format("%012d", unique), -12) .. cmsgpack.pack(message)
     redis.call("zadd", queue, string.format("%.6f", score), payload)
     redis.call("expire", queue, message_expiry)
   else
@@ -91,4 +101,4 @@ for _, member in ipairs(members) do
   end
 end
 
-return {offset, epoch, 0, dropped}
+return {offset or 0, epoch or "", 0, dropped}
