@@ -89,7 +89,7 @@ def queries_per_connect(user_id: int, cookie: str) -> int:
         SessionStore(session_key=cookie.split("=", 1)[1]).load()
         user = get_user_model().objects.get(pk=user_id)
         subs = services.admit_socket(user)
-        services.open_session(user, subs, 0)
+        services.open_session(user, subs, services.stream_tops(subs.groups))
     return len(captured.captured_queries)
 
 

@@ -17,9 +17,11 @@ from websockets.streams import StreamReader
 
 from realtime.audience import Audience
 from realtime.events import make_event, publish, publish_many
+from realtime.services import page_positions
+from realtime.streams import decode_positions
 from realtime.transport import text_frame
 from tests.support.processes import Uvicorn, wait_for
-from tests.support.ws import open_socket, session_cookie_for
+from tests.support.ws import open_socket, positions_token, session_cookie_for
 
 
 def read_frame(data: bytes) -> Frame:
@@ -55,7 +57,7 @@ def test_a_tenant_broadcast_reaches_each_member_socket_once_in_order_as_replay_w
     cookies = {user.pk: session_cookie_for(user) for user in acme_users + globex_users}
     tabs = [acme_users[0]] * 3 + acme_users[1:] + globex_users
     sockets = [live.socket(user) for user in tabs]
-    cursor = min(sock.wait_type("hello")["data"]["cursor"] for sock in sockets)
+    hellos = [sock.wait_type("hello") for sock in sockets]
     for n in range(10):
         publish("test.broadcast", {"n": n}, audience=Audience.tenant(acme.pk), tenant=acme)
         publish("test.globex", {"n": n}, audience=Audience.tenant(globex.pk), tenant=globex)
@@ -67,14 +69,17 @@ def test_a_tenant_broadcast_reaches_each_member_socket_once_in_order_as_replay_w
             expected.append("test.own")
         got = [sock.wait_type(kind) for kind in dict.fromkeys(expected) for _ in range(expected.count(kind))]
         assert [frame["type"] for frame in got] == expected
-        assert [frame["id"] for frame in got] == sorted(frame["id"] for frame in got)
+        for stream in {frame["stream"] for frame in got}:
+            offsets = [frame["offset"] for frame in got if frame["stream"] == stream]
+            assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))
         assert {frame["tenant"] for frame in got} == {"acme" if user in acme_users else "globex"}
         later = [frame for frame in sock.listen(0.3) if frame["type"].startswith("test.")]
         assert later == [], f"{user.email} got more: {later}"
 
     # A socket that replays the same events gets byte-for-byte the frames the live ones got.
     live_frames = [f for f in sockets[0].frames if f["type"] == "test.broadcast"]
-    with open_socket(live.ws_url, session=cookies[acme_users[0].pk], after=cursor) as replaying:
+    start = positions_token([hellos[0]])
+    with open_socket(live.ws_url, session=cookies[acme_users[0].pk], positions=start) as replaying:
         replayed = [replaying.wait_type("test.broadcast") for _ in range(10)]
     assert replayed == live_frames
     for sock in sockets:
@@ -137,7 +142,8 @@ def test_a_client_that_stops_reading_is_dropped_and_catches_up_by_replay(
     slow, other = make_member(acme, email="slow@acme.test"), make_member(acme, email="other@acme.test")
     cookie = session_cookie_for(slow)
     with open_socket(strict_server.ws_url, session=session_cookie_for(other)) as watcher:
-        cursor = watcher.wait_type("hello")["data"]["cursor"]
+        watcher.wait_type("hello")
+        start = page_positions(slow)
         stalled = stalled_socket(strict_server.port, cookie)
         joined = f"socket connect route=browser user={slow.pk} "
         wait_for(lambda: joined in strict_server.output(), timeout=10, message="the stalled socket's consumer")
@@ -156,31 +162,61 @@ def test_a_client_that_stops_reading_is_dropped_and_catches_up_by_replay(
             stalled.close()
     assert "dropping a slow WebSocket client" in strict_server.output()
 
-    with open_socket(strict_server.ws_url, session=cookie, after=cursor) as returning:
+    with open_socket(strict_server.ws_url, session=cookie, positions=start) as returning:
         got = [returning.wait_type("test.flood")["data"]["n"] for _ in range(400)]
     assert got == list(range(400))
 
 
+def publish_without_delivery(tenant, n: int) -> None:
+    """Append an acme event to its stream's history without queueing it: what a layer that dropped it leaves."""
+    from django.conf import settings
+
+    from realtime.events import stream_message
+    from realtime.streams import RedisStreamStore
+
+    history_only = RedisStreamStore(settings.CHANNEL_LAYER_REDIS_URLS, layer_prefix="")
+    event = make_event("test.lost", {"n": n}, audience=Audience.tenant(tenant.pk), tenant=tenant)
+    history_only.publish_many([stream_message(event)])
+    history_only.close()
+
+
 @pytest.mark.stack
-def test_an_event_the_layer_never_delivered_is_resent_by_the_heartbeat_through_uvicorn(
+def test_an_event_the_layer_dropped_is_repaired_before_the_next_one_through_uvicorn(
     transactional_db, strict_server, make_tenant, make_member
 ):
-    """Tests the process-wide heartbeat on the real server: stored, marked sent, lost on the way; then resent."""
-    from django.utils import timezone
-
-    from realtime.models import Event, SendMark
-
+    """Tests the consumer's gap repair on the real server: the next event reveals the gap; both arrive, in order."""
     acme = make_tenant("acme")
     alice = make_member(acme, email="alice@acme.test")
     with open_socket(strict_server.ws_url, session=session_cookie_for(alice)) as sock:
         sock.wait_type("hello")
-        sock.wait_type("ping", timeout=5)
-        lost = Event.objects.create(
-            type="test.lost", audience="tenant", tenant=acme, data={"n": 1}, created_at=timezone.now()
+        publish_without_delivery(acme, 1)
+        publish("test.lost", {"n": 2}, audience=Audience.tenant(acme.pk), tenant=acme)
+        got = [sock.wait_type("test.lost", timeout=10) for _ in range(2)]
+        assert [frame["data"]["n"] for frame in got] == [1, 2]
+        assert got[1]["offset"] == got[0]["offset"] + 1
+        assert [frame for frame in sock.listen(0.5) if frame["type"] == "test.lost"] == []  # each once
+
+
+@pytest.mark.stack
+def test_a_lost_last_event_is_announced_by_the_heartbeat_and_replayed_on_resume(
+    transactional_db, strict_server, make_tenant, make_member
+):
+    """Tests the ping's positions: a dropped event no later one reveals still reaches a client that resumes."""
+    acme = make_tenant("acme")
+    alice = make_member(acme, email="alice@acme.test")
+    stream = f"tenant.{acme.pk}"
+    with open_socket(strict_server.ws_url, session=session_cookie_for(alice)) as sock:
+        sock.wait_type("hello")
+        held = decode_positions(sock.positions())[stream]
+        publish_without_delivery(acme, 1)
+        ping = sock.wait_for(
+            lambda frame: (
+                frame["type"] == "ping" and decode_positions(frame["data"]["positions"])[stream].offset > held.offset
+            ),
+            timeout=15,
         )
-        SendMark.objects.update_or_create(pk=1, defaults={"sent_through": lost.id})
-        resent = sock.wait_type("test.lost", timeout=10)
-        assert (resent["id"], resent["tenant"], resent["data"]) == (lost.id, "acme", {"n": 1})
-        announced = sock.wait_for(lambda frame: frame["type"] == "ping" and frame["data"]["cursor"] >= lost.id)
-        assert announced["data"]["cursor"] == lost.id
-        assert [frame for frame in sock.listen(1.2) if frame["type"] == "test.lost"] == []  # resent once
+        assert sock.durable("test.lost") == []
+        sock.send({"type": "resume", "positions": sock.positions()})
+        lost = sock.wait_type("test.lost", timeout=5)
+        assert (lost["data"], lost["offset"]) == ({"n": 1}, held.offset + 1)
+        assert decode_positions(ping["data"]["positions"])[stream].offset == lost["offset"]
