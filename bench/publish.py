@@ -73,8 +73,20 @@ def _producer(path: str, seconds: float, user_ids: list[int], start: Any, result
     results.put((sent, time.perf_counter() - began))
 
 
+def redis_script_usec() -> tuple[int, int]:
+    """Lua script calls and the microseconds Redis spent in them so far (the suite's own Redis)."""
+    import redis
+
+    stats = redis.Redis.from_url(os.environ["REDIS_URL"]).info("commandstats")
+    calls = usec = 0
+    for name in ("cmdstat_evalsha", "cmdstat_eval"):
+        calls += stats.get(name, {}).get("calls", 0)
+        usec += stats.get(name, {}).get("usec", 0)
+    return calls, usec
+
+
 def measure(path: str, producers: int, seconds: float, user_ids: list[int]) -> dict[str, Any]:
-    """Events per second from ``producers`` processes on one path, started together."""
+    """Events per second from ``producers`` processes on one path, started together, and Redis's time per event."""
     context = multiprocessing.get_context("spawn")
     start, results = context.Event(), context.Queue()
     shares = [user_ids[index::producers] or user_ids for index in range(producers)]
@@ -85,6 +97,7 @@ def measure(path: str, producers: int, seconds: float, user_ids: list[int]) -> d
         process.start()
     try:
         # Each producer sends once before it waits on ``start``, so a warm-up publish is not counted.
+        calls_before, usec_before = redis_script_usec()
         start.set()
         outcomes = [results.get(timeout=seconds + 120) for _ in processes]
     finally:
@@ -92,9 +105,18 @@ def measure(path: str, producers: int, seconds: float, user_ids: list[int]) -> d
             process.join(timeout=10)
             if process.is_alive():
                 process.kill()
+    calls_after, usec_after = redis_script_usec()
+    calls, usec = calls_after - calls_before, usec_after - usec_before
     sent = sum(count for count, _ in outcomes)
     elapsed = max(took for _, took in outcomes)
-    return {"producers": producers, "events": sent, "seconds": round(elapsed, 3), "rate": round(sent / elapsed, 1)}
+    return {
+        "producers": producers,
+        "events": sent,
+        "seconds": round(elapsed, 3),
+        "rate": round(sent / elapsed, 1),
+        # Redis's own CPU per publish script: what bounds one shard (1e6 / this = scripts/s per core).
+        "redis_usec_per_script": round(usec / calls, 1) if calls else None,
+    }
 
 
 def run_publish(user_ids: list[int], seconds: float) -> dict[str, Any]:
@@ -114,12 +136,14 @@ def run_publish(user_ids: list[int], seconds: float) -> dict[str, Any]:
 def publish_table(figures: dict[str, Any]) -> str:
     """The scenario's figures as a Markdown table."""
     lines = [
-        "| path | 1 producer (events/s) | of floor | 4 producers (events/s) | of floor |",
-        "|---|---|---|---|---|",
+        "| path | 1 producer (events/s) | of floor | 4 producers (events/s) | of floor | Redis µs per script |",
+        "|---|---|---|---|---|---|",
     ]
     for path, rows in figures.items():
         one, four = rows.get(1) or rows.get("1"), rows.get(4) or rows.get("4")
+        usec = four.get("redis_usec_per_script")
         lines.append(
-            f"| {path} | {one['rate']:,.0f} | {one['of_floor']:.2f} | {four['rate']:,.0f} | {four['of_floor']:.2f} |"
+            f"| {path} | {one['rate']:,.0f} | {one['of_floor']:.2f} | {four['rate']:,.0f} | {four['of_floor']:.2f}"
+            f" | {usec if usec is not None else '-'} |"
         )
     return "\n".join(lines)
