@@ -44,7 +44,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer,
 from channels_redis.utils import _wrap_close, decode_hosts
 from redis import asyncio as aioredis
 
-from . import metrics
+from .. import metrics
 
 logger = logging.getLogger(__name__)
 
