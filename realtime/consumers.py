@@ -16,14 +16,11 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from enum import IntEnum
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -32,6 +29,7 @@ from django.utils import timezone
 
 from . import metrics, services, tickets
 from .audience import user_group
+from .db_threads import db_call
 from .delivery import SentWindow, resubscription
 from .events import envelope
 from .hub import hub
@@ -39,18 +37,6 @@ from .layers import join_groups, leave_groups
 from .transport import direct_socket, text_frame
 
 logger = logging.getLogger(__name__)
-
-# Channels runs every ``database_sync_to_async`` call of a process on one thread, so
-# at thousands of sockets each handshake queued behind every socket's heartbeat and
-# replay, and clients gave up waiting (the soak at 2,000 sockets, docs/reliability.md).
-# The sockets' database work runs on a small pool of its own instead: each call is a
-# short read, or a write in its own transaction, so no call needs another's thread.
-_db_threads = ThreadPoolExecutor(max_workers=settings.REALTIME["DB_THREADS"], thread_name_prefix="realtime-db")
-
-
-def db_call(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``func`` as a coroutine run on the sockets' database threads (closing stale connections)."""
-    return database_sync_to_async(func, thread_sensitive=False, executor=_db_threads)
 
 
 class CloseCode(IntEnum):

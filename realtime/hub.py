@@ -34,6 +34,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from . import metrics
+from .db_threads import db_call
 from .delivery import frames_for, sent_window
 from .events import envelope
 from .memory import Collector
@@ -94,8 +95,6 @@ class Hub:
 
     async def beat(self) -> None:
         """One beat: resend what the layer dropped, then ping every socket with its cursor."""
-        from .consumers import db_call
-
         sockets = list(self.sockets)
         after = min((socket.verified_cursor for socket in sockets), default=None)
         window = await db_call(sent_window)(after, self.sent_through)
