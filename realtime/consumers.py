@@ -6,7 +6,7 @@ Two routes share one consumer class:
 * ``/ws/app/`` for services and apps: no cookie, no Origin; the first frame
   carries a single-use ticket from ``POST /api/v1/realtime/tickets``.
 
-Close codes are listed in ``docs/protocol.md`` and in ``CloseCode``.
+Close codes are listed in ``docs/protocol.md`` and in ``realtime.closing.CloseCode``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import time
-from enum import IntEnum
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -29,6 +28,7 @@ from django.utils import timezone
 
 from . import metrics, services, tickets
 from .audience import user_group
+from .closing import ClientGone, CloseCode
 from .db_threads import db_call
 from .delivery import SentWindow, resubscription
 from .events import envelope
@@ -37,28 +37,6 @@ from .layers import join_groups, leave_groups
 from .transport import direct_socket, text_frame
 
 logger = logging.getLogger(__name__)
-
-
-class CloseCode(IntEnum):
-    """Close codes the server uses; the browser client acts on each (docs/protocol.md)."""
-
-    GOING_AWAY = 1001
-    MESSAGE_TOO_BIG = 1009
-    SERVICE_RESTART = 1012  # reconnect soon, possibly to another server
-    SESSION_ENDED = 4001  # logged out: do not reconnect, reload the page
-    ACCOUNT_DISABLED = 4003  # deactivated: do not reconnect
-    AUTH_FAILED = 4401  # app route: missing, bad, expired or reused ticket
-    AUTH_TIMEOUT = 4408  # app route: no auth frame in time
-    RATE_LIMITED = 4429  # too many frames: reconnect after a pause
-
-
-class ClientGone(Exception):
-    """The ASGI server refused a send: the client has gone (its disconnect may not have arrived yet).
-
-    uvicorn raises ``ClientDisconnected`` (an OSError) or a RuntimeError on a send after
-    the close, by protocol implementation; daphne drops the message. Either way the
-    socket is over, and its consumer must still leave its groups and stop its heartbeat.
-    """
 
 
 class TokenBucket:
