@@ -34,26 +34,10 @@ from .delivery import SentWindow, resubscription
 from .events import envelope
 from .hub import hub
 from .layers import join_groups, leave_groups
+from .token_bucket import TokenBucket
 from .transport import direct_socket, text_frame
 
 logger = logging.getLogger(__name__)
-
-
-class TokenBucket:
-    """Allow ``rate`` frames per second with bursts of ``burst``; refills continuously."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.capacity = rate, float(burst)
-        self.tokens, self.stamp = float(burst), time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
 
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
