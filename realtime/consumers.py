@@ -4,7 +4,8 @@ Two routes share one consumer class:
 
 * ``/ws/`` for browsers: session cookie plus Origin check (see ``routing``);
 * ``/ws/app/`` for services and apps: no cookie, no Origin; the first frame
-  carries a single-use ticket from ``POST /api/v1/realtime/tickets``.
+  carries a single-use ticket from ``POST /api/v1/realtime/tickets``
+  (``realtime.app_consumer.AppConsumer``, a subclass that authenticates first).
 
 Close codes are listed in ``docs/protocol.md`` and in ``realtime.closing.CloseCode``.
 """
@@ -25,7 +26,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from . import metrics, services, tickets
+from . import metrics, services
 from .audience import user_group
 from .closing import ClientGone, CloseCode
 from .db_threads import db_call
@@ -505,44 +506,3 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def send_error(self, code: str, message: str) -> None:
         """Tell the client what was wrong with its frame; the socket stays open."""
         await self.send_frame("error", {"code": code, "message": message})
-
-
-class AppConsumer(RealtimeConsumer):
-    """The socket for non-browser clients: authenticated by a ticket in the first frame."""
-
-    route = "app"
-
-    async def connect(self) -> None:
-        self.prepare_session()
-        await self.accept()
-        self.auth_deadline = asyncio.get_running_loop().call_later(
-            self.AUTH_TIMEOUT_SECONDS, lambda: asyncio.ensure_future(self._auth_timeout())
-        )
-
-    async def _auth_timeout(self) -> None:
-        if self.user is None:
-            await self.close(code=CloseCode.AUTH_TIMEOUT)
-
-    async def handle_frame(self, frame: dict[str, Any]) -> None:
-        if self.user is not None:
-            await super().handle_frame(frame)
-            return
-        if frame["type"] != "auth":
-            await self.send_error("not_authenticated", "Send an 'auth' frame with your ticket first")
-            return
-        user = await db_call(tickets.redeem_ticket)(frame.get("ticket"))
-        if user is None:
-            metrics.REFUSED.labels(reason="bad_ticket").inc()
-            await self.send_error("auth_failed", "The ticket is unknown, expired or already used")
-            await self.close(code=CloseCode.AUTH_FAILED)
-            return
-        self.auth_deadline.cancel()
-        after = frame.get("after")
-        after = after if isinstance(after, int) and not isinstance(after, bool) and after >= 0 else None
-        await self.start_session(user, after=after, accept=False)
-
-    async def disconnect(self, code: int) -> None:
-        deadline = getattr(self, "auth_deadline", None)
-        if deadline:
-            deadline.cancel()
-        await super().disconnect(code)
