@@ -9,13 +9,16 @@ out inside each server process over Redis pub/sub.
 
 from .fanout import DEFAULT_CAPACITY, GroupFanoutChannelLayer, GroupFanoutLoopLayer
 from .group_calls import join_groups, leave_groups, send_to_groups
+from .pump import ForeignChannel, ReceiveAborted
 from .pumped import PumpedRedisChannelLayer
 
 __all__ = [
     "DEFAULT_CAPACITY",
+    "ForeignChannel",
     "GroupFanoutChannelLayer",
     "GroupFanoutLoopLayer",
     "PumpedRedisChannelLayer",
+    "ReceiveAborted",
     "join_groups",
     "leave_groups",
     "send_to_groups",

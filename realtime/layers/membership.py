@@ -44,7 +44,12 @@ class ProcessGroupsLayer(RedisChannelLayer):
         self._next_maintenance = 0.0
 
     def is_local(self, channel: str) -> bool:
-        """True for a channel this process created (``new_channel``): its pump receives for it."""
+        """True for a socket's channel of this process (``new_channel()``): it joins groups through the process.
+
+        Channels this process made with another prefix (``new_channel(prefix="readyz.")``)
+        are group members one by one, as other processes' channels are: their messages go
+        to their own prefix's queue, which that prefix's pump pops.
+        """
         return channel.startswith(self.process_channel)
 
     async def group_add(self, group: str, channel: str) -> None:
@@ -161,7 +166,7 @@ class ProcessGroupsLayer(RedisChannelLayer):
         groups = list(self._local_groups)
         stale = self._membership_dirty | {group for group in self._groups_in_redis if group not in self._local_groups}
         due = loop.time() >= getattr(self, "_next_refresh", 0.0)
-        if not due:
+        if not due and groups:  # with no local groups, nothing to restore
             for index in range(self.ring_size):
                 if not await self.connection(index).exists(self._alive_key()):
                     due = True
@@ -175,6 +180,19 @@ class ProcessGroupsLayer(RedisChannelLayer):
                 await self.connection(index).set(self._alive_key(), time.time(), ex=self.group_expiry)
         elif stale:
             await self._sync_membership(stale)
+
+    async def flush(self) -> None:
+        """channels-redis's flush, and this process forgets its groups: the maintenance finds none to restore.
+
+        Under the membership lock: a join being written meanwhile lands before the keys
+        are deleted, and one made later is written after, from the emptied local state.
+        """
+        lock = self._membership_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock:
+            self._local_groups.clear()
+            self._groups_in_redis.clear()
+            self._membership_dirty.clear()
+            await super().flush()
 
     async def _add_remote_channel(self, groups: list[str], channel: str) -> None:
         stamp = time.time()

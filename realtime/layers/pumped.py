@@ -41,9 +41,9 @@ class PumpedRedisChannelLayer(PumpLayer):
     moment is lost (django/channels#1683, django/channels_redis#366). A socket then
     misses a group message, and the heartbeat resends it late, after newer ones.
 
-    Here one task per event loop (the pump) pops the process's messages and puts
-    each on its channel's queue; a consumer's ``receive`` waits only on its own
-    queue, so cancelling it loses nothing that belongs to anyone else. Everything
+    Here one task per event loop and channel prefix (the pump) pops the process's
+    messages and puts each on its channel's queue; a consumer's ``receive`` waits only
+    on its own queue, so cancelling it loses nothing that belongs to anyone else. Everything
     else (groups, capacity, expiry, sharding, sending) is channels-redis unchanged.
     If the pump fails (Redis gone), every waiting ``receive`` raises the error, as
     channels-redis's own receive does, and the next ``receive`` starts a new pump.
@@ -68,6 +68,32 @@ class PumpedRedisChannelLayer(PumpLayer):
     the pump calls the channel's function with it, synchronously. ``RealtimeConsumer``
     attaches its channel and writes a fanned-out event straight to its socket: no
     queue, no task switch per socket (docs/benchmarks.md).
+
+    **The Channels layer specification** (channel_layer_spec in Channels' docs) holds,
+    tested in tests/realtime/test_layer_spec.py: order per channel and at-most-once;
+    ``new_channel(prefix=...)`` with any prefix, several per process (each prefix is a
+    queue of its own in Redis, with its own pump: ``/readyz`` receives beside the
+    sockets); ``receive()`` of a channel another process made raises ``ForeignChannel``
+    instead of popping that process's queue (channels-redis asserts); ``flush()``
+    deletes every key *and* forgets this process's memberships, so the maintenance has
+    nothing to restore, and a ``receive()`` waiting across it raises ``ReceiveAborted``
+    (an attached channel's ``fail`` gets it). Where the fan-out design departs from it:
+
+    * A socket's channel (``new_channel()``) is in its groups through the process:
+      ``group_expiry`` bounds the process's membership in Redis, which the pump
+      refreshes while the process lives, so the channel stays in a group until
+      ``group_discard`` (the consumer discards on close) or ``flush``, however long ago
+      it was added. The spec lets membership lapse ``group_expiry`` after the last
+      ``group_add``. Channels of other prefixes and processes are members one by one,
+      and lapse as the spec says.
+    * A group message reaches the local channels that are in the group when the pump
+      takes it from Redis, not when it was sent: a socket joining in between gets it, one
+      leaving in between does not.
+    * This process's messages leave Redis as soon as a pump takes them, received or not:
+      ``expiry`` bounds their time in Redis only. They then wait in the process (at most
+      ``capacity`` per channel, the oldest dropped first) and are dropped when their
+      channel's ``receive`` is cancelled (its socket has gone), as in channels-redis once
+      its receive has popped them.
     """
 
     # channels-redis's group_send script, except that each message's score is above the
@@ -219,8 +245,3 @@ class PumpedRedisChannelLayer(PumpLayer):
             if dropped:
                 metrics.OVER_CAPACITY_DROPS.inc(dropped)
                 logger.warning("%d message(s) dropped: their channels were over capacity", dropped)
-
-    async def flush(self) -> None:
-        """channels-redis's flush; this process's memberships are forgotten with the rest."""
-        await super().flush()
-        self._groups_in_redis.clear()
