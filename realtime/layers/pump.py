@@ -40,7 +40,7 @@ class _ReceiveFailed:
 
 
 class PumpLayer(ProcessGroupsLayer):
-    """``ProcessGroupsLayer`` whose messages one task per event loop receives, for every channel at once.
+    """``ProcessGroupsLayer`` whose messages one task per event loop and channel prefix receives, for all its channels.
 
     A part of ``PumpedRedisChannelLayer``: that class adds the batched sending.
     """
