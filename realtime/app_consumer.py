@@ -13,7 +13,7 @@ from typing import Any
 from . import metrics, tickets
 from .closing import CloseCode
 from .consumers import RealtimeConsumer
-from .db_threads import db_call
+from .dbthreads import db_call
 
 
 class AppConsumer(RealtimeConsumer):

@@ -24,7 +24,7 @@ from django.http.cookie import parse_cookie
 
 from . import metrics
 from .admission import admit_browser_socket
-from .db_threads import db_call
+from .dbthreads import db_call
 
 # One wrapper for every handshake: building a SyncToAsync inspects the function each time.
 _admit = db_call(admit_browser_socket)

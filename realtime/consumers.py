@@ -24,7 +24,7 @@ from . import metrics, services
 from .audience import user_group
 from .closing import ClientGone, CloseCode
 from .consumer_loop import AttachedWebsocketConsumer
-from .db_threads import db_call
+from .dbthreads import db_call
 from .delivery import SentWindow, resubscription
 from .delivery_tally import delivery_tally
 from .events import envelope

@@ -34,7 +34,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from . import metrics
-from .db_threads import db_call
+from .dbthreads import db_call
 from .delivery import frames_for, sent_window
 from .events import envelope
 from .memory import Collector

@@ -321,7 +321,7 @@ REALTIME = {
     # handshake is refused (browser route: HTTP 403; app route: close 4429).
     "CONNECTS_PER_MINUTE": env_int("REALTIME_CONNECTS_PER_MINUTE", 60),
     # Threads per process for the sockets' database work (handshakes, replays, heartbeats);
-    # Channels' default is one thread for the whole process (realtime/db_threads.py, db_call).
+    # Channels' default is one thread for the whole process (realtime/dbthreads.py).
     "DB_THREADS": env_int("REALTIME_DB_THREADS", 4),
     # Messages waiting for one busy socket before newer ones are dropped; the heartbeat
     # resends the durable ones it dropped.
