@@ -165,7 +165,7 @@ def test_flush_forgets_every_group_membership_and_the_maintenance_does_not_resto
     def pops() -> int:
         return store.info("commandstats").get("cmdstat_bzpopmin", {}).get("calls", 0)
 
-    async def scenario() -> tuple[list, list, list]:
+    async def scenario() -> tuple[list, list, int]:
         heard: list[dict] = []
         socket = await layer.new_channel()
         await layer.attach(socket, heard.append, lambda error: None)
