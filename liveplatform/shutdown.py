@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from realtime.consumers import CloseCode
+from realtime.closing import CloseCode
 
 logger = logging.getLogger(__name__)
 

@@ -4,80 +4,38 @@ Two routes share one consumer class:
 
 * ``/ws/`` for browsers: session cookie plus Origin check (see ``routing``);
 * ``/ws/app/`` for services and apps: no cookie, no Origin; the first frame
-  carries a single-use ticket from ``POST /api/v1/realtime/tickets``.
+  carries a single-use ticket from ``POST /api/v1/realtime/tickets``
+  (``realtime.app_consumer.AppConsumer``, a subclass that authenticates first).
 
-Close codes are listed in ``docs/protocol.md`` and in ``CloseCode``.
+Close codes are listed in ``docs/protocol.md`` and in ``realtime.closing.CloseCode``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-import time
-from enum import IntEnum
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.consumer import get_handler_name
-from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from . import metrics, services, tickets
+from . import metrics, services
+from .closing import ClientGone, CloseCode
+from .consumer_loop import AttachedWebsocketConsumer
 from .dbthreads import db_call
+from .delivery_tally import delivery_tally
 from .events import envelope
 from .hub import hub
 from .layers import join_groups, leave_groups
 from .streams import BadPositions, Position, decode_positions, encode_positions
-from .transport import direct_socket, text_frame
+from .token_bucket import TokenBucket
+from .transport import text_frame
 
 logger = logging.getLogger(__name__)
 
 
-class CloseCode(IntEnum):
-    """Close codes the server uses; the browser client acts on each (docs/protocol.md)."""
-
-    GOING_AWAY = 1001
-    MESSAGE_TOO_BIG = 1009
-    SERVICE_RESTART = 1012  # reconnect soon, possibly to another server
-    SESSION_ENDED = 4001  # logged out: do not reconnect, reload the page
-    ACCOUNT_DISABLED = 4003  # deactivated: do not reconnect
-    AUTH_FAILED = 4401  # app route: missing, bad, expired or reused ticket
-    AUTH_TIMEOUT = 4408  # app route: no auth frame in time
-    RATE_LIMITED = 4429  # too many frames: reconnect after a pause
-
-
-class ClientGone(Exception):
-    """The ASGI server refused a send: the client has gone (its disconnect may not have arrived yet).
-
-    uvicorn raises ``ClientDisconnected`` (an OSError) or a RuntimeError on a send after
-    the close, by protocol implementation; daphne drops the message. Either way the
-    socket is over, and its consumer must still leave its groups and stop its heartbeat.
-    """
-
-
-class TokenBucket:
-    """Allow ``rate`` frames per second with bursts of ``burst``; refills continuously."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.capacity = rate, float(burst)
-        self.tokens, self.stamp = float(burst), time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-
-class RealtimeConsumer(AsyncWebsocketConsumer):
+class RealtimeConsumer(AttachedWebsocketConsumer):
     """One user's socket: joins their groups, replays what they missed, then forwards events."""
 
     route = "browser"
@@ -263,160 +221,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self.send_error("unknown_type", f"Unknown frame type {frame_type[:40]!r}")
 
     # --------------------------------------------------------------------------
-    # Channel-layer handlers
+    # Channel-layer handlers (the loop that calls them: realtime.consumer_loop)
     # --------------------------------------------------------------------------
-    async def __call__(self, scope, receive, send) -> None:
-        """Channels' ``AsyncConsumer.__call__`` with a cheaper loop for the fan-out path.
-
-        Channels' ``await_many_dispatch`` creates a new task and runs an ``asyncio.wait``
-        over both sources for every message a socket gets: 15-20% of the server's CPU per
-        delivered event in the profile (docs/benchmarks.md, note 6). Here the channel
-        layer hands this consumer its messages by calling ``deliver`` (``attach``, on
-        layers that offer it; else one long-lived task receives and calls it). A live
-        event with nothing queued ahead of it is written to the socket at once; anything
-        else joins the client's frames in one queue, dispatched one message at a time in
-        arrival order. Under ``realtime.transport``'s protocol that queue is the server's
-        own receive queue: no task, queue or lock of the consumer's per socket (memory per
-        socket, docs/benchmarks.md). ``dispatch`` and ``StopConsumer`` are Channels' own.
-        """
-        self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        if self.channel_layer is None:  # no layer configured: nothing to fan out
-            await super().__call__(scope, receive, send)
-            return
-        self.channel_name = await self.channel_layer.new_channel()
-        self.live = False  # set once the opening frames are sent (start_session)
-        self.dispatching = False
-        self.queued = 0  # layer messages waiting to be dispatched
-
-        async def send_to_client(message: dict[str, Any]) -> None:
-            try:
-                await send(message)
-            except Exception as error:
-                raise ClientGone(f"{type(error).__name__}: {error}") from error
-
-        self.base_send = send_to_client
-        feeders: list[asyncio.Future] = []
-        client_room: asyncio.Semaphore | None = None
-        direct = direct_socket(scope)
-        if direct is not None:
-            # uvicorn with realtime.transport: frames are encoded once per event, not per
-            # socket, and layer messages wait in the server's queue beside the client's frames.
-            self.write_frame, self.enqueue, next_message = direct.write_frame, direct.enqueue, receive
-            self.write_frame_after_drain = direct.write_frame_after_drain
-        else:
-            inbox: asyncio.Queue = asyncio.Queue()
-            # Bounded: a client flooding frames waits in the server's queue, not in ours.
-            client_room = asyncio.Semaphore(64)
-            self.write_frame, self.enqueue, next_message = None, inbox.put_nowait, inbox.get
-
-            async def feed_client() -> None:
-                try:
-                    while True:
-                        await client_room.acquire()
-                        inbox.put_nowait(await receive())
-                except asyncio.CancelledError:
-                    raise
-                except Exception as error:  # noqa: BLE001 - re-raised by the consumer below
-                    inbox.put_nowait({"type": "realtime.failed", "error": error})
-
-            feeders.append(asyncio.ensure_future(feed_client()))
-
-        attach = getattr(self.channel_layer, "attach", None)
-        if attach is not None:
-            await attach(self.channel_name, self.deliver, self.layer_failed)
-        else:
-            feeders.append(asyncio.ensure_future(self._feed_from_layer()))
-        try:
-            while True:
-                message = await next_message()
-                from_client = message["type"].startswith("websocket.")
-                self.dispatching = True
-                try:
-                    await self.dispatch(message)
-                finally:
-                    self.dispatching = False
-                    if not from_client:
-                        self.queued -= 1
-                    elif client_room is not None:
-                        client_room.release()
-        except ClientGone as gone:
-            # A send failed before the server's disconnect arrived: end the socket as that would.
-            logger.info("socket of user %s: the client has gone (%s)", getattr(self.user, "pk", None), gone)
-            with contextlib.suppress(StopConsumer):
-                await self.websocket_disconnect({"type": "websocket.disconnect", "code": 1006})
-        except StopConsumer:
-            pass
-        finally:
-            for feeder in feeders:
-                feeder.cancel()
-            await asyncio.gather(*feeders, return_exceptions=True)
-            if attach is not None:
-                await asyncio.shield(self.channel_layer.detach(self.channel_name))
-            # Whatever ended the consumer, no heartbeat or group membership outlives it.
-            await asyncio.shield(self.release())
-
-    async def _feed_from_layer(self) -> None:
-        """For layers without ``attach``: receive this socket's messages and hand each to ``deliver``."""
-        try:
-            while True:
-                self.deliver(await self.channel_layer.receive(self.channel_name))
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # noqa: BLE001 - re-raised by the consumer's loop
-            self.layer_failed(error)
-
-    def deliver(self, message: dict[str, Any]) -> None:
-        """Take a message from the channel layer: the fan-out hot path, called once per socket.
-
-        A live event is written to the socket here and now when the server prepares
-        frames and nothing is queued ahead of it (a replay, a control message, earlier
-        events): order is kept, and the layer pays no queue, task switch or coroutine
-        per socket. Anything else is queued for ``dispatch``. A socket that falls
-        ``REALTIME_SOCKET_BACKLOG`` messages behind drops newer ones; the heartbeat
-        resends the durable ones it dropped.
-        """
-        if (
-            self.live
-            and self.write_frame is not None
-            and not self.dispatching
-            and not self.queued
-            and message["type"] == "realtime.event"
-        ):
-            self.forward(message)
-            return
-        if self.queued >= settings.REALTIME["SOCKET_BACKLOG"]:
-            metrics.OVER_CAPACITY_DROPS.inc()
-            return
-        self.queued += 1
-        self.enqueue(message)
-
-    def layer_failed(self, error: BaseException) -> None:
-        """The channel layer can no longer receive (Redis gone): end the socket; the client reconnects."""
-        self.queued += 1
-        self.enqueue({"type": "realtime.failed", "error": error})
-
-    async def realtime_failed(self, message: dict[str, Any]) -> None:
-        """A source of this socket's messages failed: end the consumer with its error."""
-        raise message["error"]
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """Call the message's handler (``realtime.event`` -> ``realtime_event``), without a thread hop first.
-
-        ``AsyncConsumer.dispatch`` runs ``close_old_connections`` on the thread that also
-        serves Django's sync views, before every handler: with thousands of sockets that
-        hop per delivered event was the largest cost in the profile, and one more per
-        handshake (docs/benchmarks.md). This consumer does all its database work through
-        ``db_call``, which closes stale connections on its own threads around each call.
-        """
-        if message["type"] == "realtime.event":
-            await self.realtime_event(message)
-            return
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
-
     async def realtime_event(self, message: dict[str, Any]) -> None:
         """Forward a published event; drop durable ones this socket already got by replay."""
         if self.write_frame is not None:
@@ -503,127 +309,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await join_groups(self.channel_layer, groups, self.channel_name)
         self.groups_joined |= groups
 
-    async def close(self, code: int | None = None, reason: str | None = None) -> None:
-        # daphne accepts only plain ints as close codes, not IntEnum members.
-        await super().close(code=int(code) if code is not None else None, reason=reason)
-
     async def send_frame(self, frame_type: str, data: dict[str, Any]) -> None:
         """Send a server frame that is not a durable event (no stream position)."""
         await self.send_texts(envelope(None, frame_type, None, timezone.now(), data))
 
-    async def send_texts(self, *texts: str) -> None:
-        """Send server frames in order: written at once where the server prepares frames, else through ``send``.
-
-        A handshake sends several (hello, the replay, the snapshots): through ASGI each
-        is a chain of coroutines and an encoding in the server; a reconnect storm of
-        3,000 sockets spends its CPU on exactly this (docs/benchmarks.md).
-        """
-        if self.write_frame is not None:
-            for text in texts:
-                await self.write_frame_after_drain(text_frame(text))
-            return
-        for text in texts:
-            await self.send(text_data=text)
-
     async def send_error(self, code: str, message: str) -> None:
         """Tell the client what was wrong with its frame; the socket stays open."""
         await self.send_frame("error", {"code": code, "message": message})
-
-
-class AppConsumer(RealtimeConsumer):
-    """The socket for non-browser clients: authenticated by a ticket in the first frame."""
-
-    route = "app"
-
-    async def connect(self) -> None:
-        self.prepare_session()
-        await self.accept()
-        self.auth_deadline = asyncio.get_running_loop().call_later(
-            self.AUTH_TIMEOUT_SECONDS, lambda: asyncio.ensure_future(self._auth_timeout())
-        )
-
-    async def _auth_timeout(self) -> None:
-        if self.user is None:
-            await self.close(code=CloseCode.AUTH_TIMEOUT)
-
-    async def handle_frame(self, frame: dict[str, Any]) -> None:
-        if self.user is not None:
-            await super().handle_frame(frame)
-            return
-        if frame["type"] != "auth":
-            await self.send_error("not_authenticated", "Send an 'auth' frame with your ticket first")
-            return
-        user = await db_call(tickets.redeem_ticket)(frame.get("ticket"))
-        if user is None:
-            metrics.REFUSED.labels(reason="bad_ticket").inc()
-            await self.send_error("auth_failed", "The ticket is unknown, expired or already used")
-            await self.close(code=CloseCode.AUTH_FAILED)
-            return
-        self.auth_deadline.cancel()
-        positions = frame.get("positions")
-        try:
-            since = decode_positions(positions) if isinstance(positions, str) else {}
-        except BadPositions:
-            since = {}
-        await self.start_session(user, since=since, accept=False)
-
-    async def disconnect(self, code: int) -> None:
-        deadline = getattr(self, "auth_deadline", None)
-        if deadline:
-            deadline.cancel()
-        await super().disconnect(code)
-
-
-# ------------------------------------------------------------------------------
-# One event, many sockets: what is computed once per event and process
-# ------------------------------------------------------------------------------
-_TALLY = "__tally__"
-
-
-class DeliveryTally:
-    """One event in this process: its frame, encoded once, and the sockets it went to.
-
-    Counting each delivery in Prometheus took a lock and a label lookup per socket,
-    15% of the server's CPU at 3,000 sockets (docs/benchmarks.md). Deliveries are
-    counted here instead and recorded once the fan-out is done: at the next turn of
-    the event loop, after the layer has handed the event to every local member.
-    """
-
-    __slots__ = ("_frame", "event_type", "message", "published", "recorded", "sent")
-
-    def __init__(self, message: dict[str, Any]) -> None:
-        self.message = message
-        self.event_type = message.get("event_type", "")
-        self.published = message.get("ts")
-        self.sent = 0
-        self.recorded = True  # nothing to record yet
-        self._frame: bytes | None = None
-
-    @property
-    def frame(self) -> bytes:
-        """The event as a WebSocket text frame (``realtime.transport.text_frame``), encoded once."""
-        if self._frame is None:
-            self._frame = text_frame(self.message["text"])
-        return self._frame
-
-    def count(self) -> None:
-        """Note one delivery; the metrics are written once this turn of the loop is over."""
-        self.sent += 1
-        if self.recorded:
-            self.recorded = False
-            asyncio.get_running_loop().call_soon(self.record)
-
-    def record(self) -> None:
-        """Add the deliveries to the metrics, with the time the last one left the server."""
-        metrics.EVENTS_DELIVERED.labels(type=self.event_type).inc(self.sent)
-        if self.published:
-            metrics.PUBLISH_TO_SEND.observe(max(0.0, time.time() - self.published))
-        self.sent, self.recorded = 0, True
-
-
-def delivery_tally(message: dict[str, Any]) -> DeliveryTally:
-    """The tally of a published event, kept on the message every local member of its groups shares."""
-    tally = message.get(_TALLY)
-    if tally is None:
-        tally = message[_TALLY] = DeliveryTally(message)
-    return tally

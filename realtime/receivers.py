@@ -11,7 +11,7 @@ from django.dispatch import receiver
 from accounts.models import Membership
 
 from .audience import Audience
-from .consumers import CloseCode
+from .closing import CloseCode
 from .events import send_control
 
 

@@ -5,8 +5,9 @@ from channels.security.websocket import AllowedHostsOriginValidator, OriginValid
 from django.conf import settings
 from django.urls import path
 
+from .app_consumer import AppConsumer
 from .auth import SessionAuthMiddleware
-from .consumers import AppConsumer, RealtimeConsumer
+from .consumers import RealtimeConsumer
 
 
 class ForeignOriginRefused(OriginValidator):

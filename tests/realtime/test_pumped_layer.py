@@ -138,11 +138,11 @@ def test_a_batch_of_group_sends_reaches_every_member_in_the_order_given(own_redi
 
 def test_a_batch_stays_in_order_when_the_clock_goes_backwards(own_redis, monkeypatch):
     """Tests first-in first-out per socket even if the sender's clock steps back (NTP, another host)."""
-    import realtime.layers
+    import realtime.layers.pumped
 
     layer = PumpedRedisChannelLayer(hosts=[{"address": own_redis.url}])
     clock = iter(range(2_000_000_000, 0, -1))
-    monkeypatch.setattr(realtime.layers.time, "time", lambda: float(next(clock)))
+    monkeypatch.setattr(realtime.layers.pumped.time, "time", lambda: float(next(clock)))
 
     async def scenario() -> list[int]:
         channel = await layer.new_channel()
