@@ -51,7 +51,8 @@ class PumpLayer(ProcessGroupsLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # By event loop and the queue it pops (``<prefix>.<process>!``, one per channel prefix).
-        self._pumps: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Task] = {}
+        # One pump per event loop, queue and Redis host it pops (see _ensure_pump).
+        self._pumps: dict[tuple[asyncio.AbstractEventLoop, str, int], asyncio.Task] = {}
         self._attached: dict[str, tuple[Callable[[dict], None], Callable[[BaseException], None]]] = {}
 
     async def attach(
@@ -113,23 +114,38 @@ class PumpLayer(ProcessGroupsLayer):
             raise ForeignChannel(f"{channel!r} belongs to another process; only that process receives it")
 
     def _ensure_pump(self, process_channel: str) -> None:
-        loop = asyncio.get_running_loop()
-        key = (loop, process_channel)
-        pump = self._pumps.get(key)
-        if pump is None or pump.done():
-            for stale in [other for other, task in self._pumps.items() if task.done()]:
-                del self._pumps[stale]
-            self._pumps[key] = loop.create_task(
-                self._pump(process_channel), name=f"channel-layer-pump {process_channel}"
-            )
+        """Start the pumps of one of this process's queues on this loop, if they are not running.
 
-    async def _pump(self, process_channel: str) -> None:
-        """Pop the messages of one of this process's queues, oldest first, and hand each to its channel(s)."""
+        The queue groups send to (``process_channel``) is popped on *every* Redis host:
+        a stream's publish script queues its events on the host that owns the stream
+        (``realtime.streams``), so with several hosts this process's events arrive on
+        each of them, each host's in order. Any other queue (another prefix's) is
+        popped on its own host, where channels-redis sends to it.
+        """
+        loop = asyncio.get_running_loop()
+        if process_channel == self.process_channel:
+            hosts: Iterable[int] = range(self.ring_size)
+        else:
+            hosts = [self.consistent_hash(process_channel)]
+        for index in hosts:
+            key = (loop, process_channel, index)
+            pump = self._pumps.get(key)
+            if pump is None or pump.done():
+                for stale in [other for other, task in self._pumps.items() if task.done()]:
+                    del self._pumps[stale]
+                self._pumps[key] = loop.create_task(
+                    self._pump(process_channel, index), name=f"channel-layer-pump {process_channel} host {index}"
+                )
+
+    async def _pump(self, process_channel: str, index: int) -> None:
+        """Pop one of this process's queues on one host, oldest first, and hand each message to its channel(s)."""
+        # The queue this process's groups send to keeps its memberships, from its own host's pump.
+        maintains = process_channel == self.process_channel and index == self.consistent_hash(process_channel)
         try:
             while True:
-                for content in await self._pop_many(process_channel):
+                for content in await self._pop_many(process_channel, index):
                     self._dispatch(self.deserialize(content))
-                if process_channel == self.process_channel:  # the queue this process's groups send to
+                if maintains:
                     await self._maintain()
         except asyncio.CancelledError:
             raise
@@ -173,7 +189,7 @@ class PumpLayer(ProcessGroupsLayer):
             except Exception:
                 logger.exception("delivering a message to channel %s failed", channel)
 
-    async def _pop_many(self, process_channel: str) -> list[bytes]:
+    async def _pop_many(self, process_channel: str, index: int) -> list[bytes]:
         """Up to ``PUMP_BATCH`` of this process's messages, oldest first; waits (bounded) for one.
 
         channels-redis's ``receive_single`` spends four round trips on each message (a
@@ -188,7 +204,7 @@ class PumpLayer(ProcessGroupsLayer):
         every few milliseconds, each arriving to an empty queue).
         """
         key = self.prefix + process_channel
-        pipe = self.connection(self.consistent_hash(process_channel)).pipeline(transaction=False)
+        pipe = self.connection(index).pipeline(transaction=False)
         # One round trip: wait (bounded) for the oldest message, then take what queued behind it.
         pipe.bzpopmin(key, timeout=self.brpop_timeout)
         pipe.zpopmin(key, self.PUMP_BATCH - 1)
@@ -226,4 +242,4 @@ class PumpLayer(ProcessGroupsLayer):
             del self._pumps[key]
             task.cancel()
         await asyncio.gather(*stopping.values(), return_exceptions=True)
-        return [process_channel for _, process_channel in stopping]
+        return list(dict.fromkeys(process_channel for _, process_channel, _ in stopping))

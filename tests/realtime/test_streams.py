@@ -284,3 +284,35 @@ def test_two_shards_hold_streams_and_a_restarted_shard_changes_only_its_epochs()
     finally:
         for shard in shards:
             shard.stop()
+
+
+def test_a_process_hears_its_streams_on_every_shard_in_order_per_stream():
+    """Tests the pump on two Redis hosts: events of streams owned by either host reach the process's channel."""
+    from realtime.layers import PumpedRedisChannelLayer
+
+    shards = [_started_redis(), _started_redis()]
+    try:
+        urls = [shard.url for shard in shards]
+        layer = PumpedRedisChannelLayer(hosts=[{"address": url} for url in urls])
+        store = RedisStreamStore(urls, layer_prefix=layer.prefix)
+        streams = [f"user.{n}" for n in range(12)]
+        assert {store.shard(stream) for stream in streams} == {0, 1}
+
+        async def receive_everything() -> list[dict]:
+            channel = await layer.new_channel()
+            for stream in streams:
+                await layer.group_add(stream, channel)
+            try:
+                store.publish_many([message(stream, n) for n in range(3) for stream in streams])
+                return [await asyncio_wait(layer.receive(channel)) for _ in range(3 * len(streams))]
+            finally:
+                await layer.flush()
+                await layer.close_pools()
+
+        got = async_to_sync(receive_everything)()
+        for stream in streams:
+            assert [frame["offset"] for frame in got if frame["stream"] == stream] == [1, 2, 3]
+        store.close()
+    finally:
+        for shard in shards:
+            shard.stop()
