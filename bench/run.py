@@ -24,7 +24,7 @@ from typing import Any
 
 from bench.client import raise_fd_limit
 from bench.driver import Budget
-from bench.publish import publish_table, run_publish
+from bench.publish import publish_table, run_publish, write_publish_docs
 from bench.report import table, target_lines, timing, upgrade, write_docs
 from bench.scenarios import run_idle, run_target
 from bench.stack import ROOT, load_average, start_profiler, stop_all, stop_profiler
@@ -374,6 +374,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         print(f"wrote {out}")
         if opts.write_docs:
             write_docs(results, meta)
+            if publish_figures:
+                write_publish_docs(publish_figures, meta["command"], meta["started"], ROOT / "docs" / "benchmarks.md")
             print("wrote docs/benchmarks.md")
         print(f"suite took {meta['seconds']:.0f} s")
         return results
