@@ -6,8 +6,9 @@ JSON line. Every command is bounded by the timeout it is given:
 
 * ``open <timeout> [resume]``: connect every socket that is not connected, at most
   ``concurrency`` handshakes in flight; with ``resume``, each asks for
-  ``?after=<last cursor it saw>`` (a reconnect storm). Sockets still not connected
-  at the timeout are given up and counted;
+  ``?pos=<its position in each stream>`` (a reconnect storm), the token a browser
+  keeps: hello's positions, moved on by every durable frame and resync it saw.
+  Sockets still not connected at the timeout are given up and counted;
 * ``close``: drop every socket (the server sees a mass disconnect);
 * ``expect <count> <timeout> [connected]``: wait until every socket has received
   ``count`` frames of the bench type since the last ``reset`` (or until ``timeout``)
@@ -20,6 +21,9 @@ JSON line. Every command is bounded by the timeout it is given:
 
 Latency is the receive time minus ``data.sent_at`` (wall clock, same machine);
 ``notification.created`` frames count too, with ``data.notification.data.sent_at``.
+A durable frame is known by its ``(stream, offset)``: one seen twice since the last
+``reset`` is a duplicate and not counted again; offsets a socket skipped within a
+stream are reported as ``offset_gaps`` (lost events, whatever their type).
 Frames carrying ``seq`` are also grouped per message, for the first and the last
 socket to get each one. The client reports its own CPU time and memory so that a
 client bottleneck is visible.
@@ -36,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
@@ -96,33 +100,59 @@ def _number_after(text: str, key: str) -> str | None:
     return text[start : brace if comma < 0 or 0 <= brace < comma else comma]
 
 
-def bench_fields(text: str) -> tuple[int | None, float | None, int | None]:
-    """The frame's cursor, and the ``sent_at`` and ``seq`` the producer put in its data.
+STREAM_PREFIX = '{"stream":"'
+
+
+def bench_fields(text: str) -> tuple[str | None, int | None, str | None, float | None, int | None]:
+    """The frame's stream, offset and epoch, and the ``sent_at`` and ``seq`` the producer put in its data.
 
     Read from the text, not ``json.loads``: at 60,000 frames a second the client's
-    own parsing was most of its CPU. Every envelope starts with its ``id``; a
-    notification carries the producer's data inside it, and its first ``sent_at`` and
-    ``seq`` are those. Anything unexpected falls back to the JSON parser.
+    own parsing was most of its CPU. A durable frame starts with its position
+    (``{"stream":…,"offset":…,"epoch":…,``, as the stream store writes it); an
+    ephemeral one has none. A notification carries the producer's data inside it,
+    and its first ``sent_at`` and ``seq`` are those. Anything unexpected falls back
+    to the JSON parser.
     """
     try:
-        cursor = _number_after(text, '"id":')
+        stream = offset = epoch = None
+        if text.startswith(STREAM_PREFIX):
+            stream = text[len(STREAM_PREFIX) : text.index('"', len(STREAM_PREFIX))]
+            offset = int(_number_after(text, '"offset":'))
+            epoch = _number_after(text, '"epoch":').strip('"')
         sent_at = _number_after(text, '"sent_at":')
         seq = _number_after(text, '"seq":')
         return (
-            None if cursor in (None, "null") else int(cursor),
+            stream,
+            offset,
+            epoch,
             None if sent_at is None else float(sent_at),
             None if seq is None else int(seq),
         )
-    except ValueError:
+    except (ValueError, TypeError, AttributeError):
         frame = json.loads(text)
         data = frame.get("data") or {}
         inner = (data.get("notification") or {}).get("data") or {}
-        cursor = frame.get("id")
+        offset = frame.get("offset")
         return (
-            cursor if isinstance(cursor, int) else None,
+            frame.get("stream"),
+            offset if isinstance(offset, int) else None,
+            frame.get("epoch"),
             data.get("sent_at") or inner.get("sent_at"),
             data.get("seq", inner.get("seq")),
         )
+
+
+def positions_token(positions: dict[str, tuple[int, str]]) -> str:
+    """The resume token for ``?pos=``: ``stream:offset:epoch`` per stream (realtime.streams.encode_positions)."""
+    return ",".join(f"{stream}:{offset}:{epoch}" for stream, (offset, epoch) in sorted(positions.items()))
+
+
+def offset_gaps(seen: set[tuple[str, int]]) -> int:
+    """Offsets missing inside each stream's run of counted frames: events lost between two that arrived."""
+    runs: dict[str, list[int]] = {}
+    for stream, offset in seen:
+        runs.setdefault(stream, []).append(offset)
+    return sum(max(offsets) - min(offsets) + 1 - len(offsets) for offsets in runs.values())
 
 
 class Link(asyncio.Protocol):
@@ -259,10 +289,13 @@ class Socket:
     cookie: str | None
     connection: Link | None = None
     latencies: list[float] = field(default_factory=list)
-    last_cursor: int = 0
+    # Per stream: (offset, epoch) through which this socket has seen events; what it resumes from.
+    positions: dict[str, tuple[int, str]] = field(default_factory=dict)
     received: int = 0
-    ids: set[int] = field(default_factory=set)  # cursors seen since the last reset
+    ids: set[tuple[str, int]] = field(default_factory=set)  # (stream, offset) counted since the last reset
+    offsets: set[tuple[str, int]] = field(default_factory=set)  # every durable frame's, since the last reset
     duplicates: int = 0
+    resyncs: int = 0  # streams the server could not replay since the last reset
     progress_times: list[float] = field(default_factory=list)  # arrival of each job.progress frame
 
 
@@ -282,9 +315,9 @@ class LoadClient:
         self.last_at = 0.0
         self.markers = [f'"type":"{self.frame_type}"', f'"type": "{self.frame_type}"', '"type":"notification.created"']
 
-    async def _open(self, sock: Socket, gate: asyncio.Semaphore, after: int | None, opened: list[float]) -> None:
+    async def _open(self, sock: Socket, gate: asyncio.Semaphore, resume: str | None, opened: list[float]) -> None:
         headers = {"Cookie": sock.cookie} if sock.cookie else {}
-        url = self.url if after is None else f"{self.url}?after={after}"
+        url = self.url if not resume else f"{self.url}?pos={quote(resume, safe=':,')}"
         async with gate:
             for attempt in range(5):
                 try:
@@ -299,23 +332,26 @@ class LoadClient:
         opened.append(time.monotonic())
 
     def on_text(self, sock: Socket, text: str) -> None:
-        """One text frame arrived on ``sock``: count it and note its latency (or its cursor)."""
+        """One text frame arrived on ``sock``: count it and note its latency and position."""
         now = time.time()
         # Cheap filter before parsing: hello, snapshot and ping frames are not counted.
         if not any(marker in text for marker in self.markers):
             if '"type":"job.progress"' in text:
                 sock.progress_times.append(now)
                 self.progress.set()
-            elif '"type":"hello"' in text:
-                self._note_cursor(sock, text)
+            elif '"type":"hello"' in text or '"type":"resync"' in text:
+                self._note_positions(sock, text)
+            elif text.startswith(STREAM_PREFIX):
+                stream, offset, epoch, _, _ = bench_fields(text)
+                self._advance(sock, stream, offset, epoch)
             return
-        cursor, sent_at, seq = bench_fields(text)
-        if isinstance(cursor, int):
-            sock.last_cursor = max(sock.last_cursor, cursor)
-            if cursor in sock.ids:
+        stream, offset, epoch, sent_at, seq = bench_fields(text)
+        if stream is not None and offset is not None:
+            self._advance(sock, stream, offset, epoch)
+            if (stream, offset) in sock.ids:
                 sock.duplicates += 1
                 return
-            sock.ids.add(cursor)
+            sock.ids.add((stream, offset))
         sock.received += 1
         self.last_at = now
         if sent_at is not None:
@@ -330,14 +366,27 @@ class LoadClient:
         self.progress.set()
 
     @staticmethod
-    def _note_cursor(sock: Socket, text: str) -> None:
+    def _advance(sock: Socket, stream: str, offset: int, epoch: str | None) -> None:
+        """Move the socket's position in ``stream`` on to ``offset`` (a new epoch replaces the old one)."""
+        sock.offsets.add((stream, offset))
+        known = sock.positions.get(stream)
+        if known is None or known[1] != epoch or offset > known[0]:
+            sock.positions[stream] = (offset, epoch or "")
+
+    @staticmethod
+    def _note_positions(sock: Socket, text: str) -> None:
+        """hello: each followed stream's position (kept where the socket already got further); resync: reset one."""
         try:
             frame = json.loads(text)
         except ValueError:
             return
-        cursor = frame.get("id") or (frame.get("data") or {}).get("cursor")
-        if isinstance(cursor, int):
-            sock.last_cursor = max(sock.last_cursor, cursor)
+        data = frame.get("data") or {}
+        if frame.get("type") == "hello":
+            for stream, position in (data.get("positions") or {}).items():
+                sock.positions.setdefault(stream, (position["offset"], position["epoch"]))
+        elif frame.get("type") == "resync":
+            sock.resyncs += 1
+            sock.positions[data["stream"]] = (data["offset"], data["epoch"])
 
     async def open_all(self, timeout: float, resume: bool = False) -> dict[str, Any]:
         """Connect every socket not connected; give up on the rest after ``timeout`` seconds."""
@@ -347,7 +396,8 @@ class LoadClient:
         opened: list[float] = []
         todo = [s for s in self.sockets if s.connection is None]
         tasks = [
-            asyncio.create_task(self._open(s, gate, (s.last_cursor or None) if resume else None, opened)) for s in todo
+            asyncio.create_task(self._open(s, gate, positions_token(s.positions) if resume else None, opened))
+            for s in todo
         ]
         pending: set[asyncio.Task] = set()
         if tasks:
@@ -407,6 +457,8 @@ class LoadClient:
             "expected": total if total is not None else count * len(sockets),
             "missing": 0 if total is not None else sum(max(0, count - s.received) for s in sockets),
             "duplicates": sum(s.duplicates for s in sockets),
+            "offset_gaps": sum(offset_gaps(s.offsets) for s in sockets),
+            "resyncs": sum(s.resyncs for s in sockets),
             "wait_seconds": time.monotonic() - started,
             "last_received_at": self.last_at,
             "latency_min": min(latencies) if latencies else None,
@@ -445,7 +497,9 @@ class LoadClient:
             sock.latencies = []
             sock.received = 0
             sock.ids = set()
+            sock.offsets = set()
             sock.duplicates = 0
+            sock.resyncs = 0
             sock.progress_times = []
         self.per_message = {}
 

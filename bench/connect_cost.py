@@ -5,8 +5,8 @@ population (one tenant of 3,000 members with sessions, a few other tenants, unre
 notifications, active announcements, a running job, a few thousand stored events),
 publishes 5 durable events, then opens N browser sockets through the real
 ``liveplatform.asgi.application`` (Origin check, session cookie, the consumer), driven
-as an ASGI server drives them (``Socket``), each resuming with ``?after=<cursor>`` as a
-reconnect storm does, and reads every socket's frames until its hello, replay and
+as an ASGI server drives them (``Socket``), each resuming with ``?pos=<its position in
+each stream it follows>`` as a reconnect storm does, and reads every socket's frames until its hello, replay and
 snapshots arrived. It prints the process's CPU seconds per handshake
 (``time.process_time``: every thread of the process, so the database threads count
 too; wall time means little on a shared machine) and the queries per handshake.
@@ -31,6 +31,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[1]
 ORIGIN = b"http://127.0.0.1:8000"
@@ -110,7 +111,7 @@ def populate(members: int) -> dict[str, Any]:
     # Running jobs: one of an admin (all admins see it), one of another tenant.
     Job.objects.create(tenant=tenant, owner=admin, kind="export", state=JobState.RUNNING, progress_total=100)
     Job.objects.create(tenant=others[1], owner=others[1].memberships.first().user, kind="export", state="running")
-    # History: other tenants' and the tenant's own events, stored before the resume cursor.
+    # History: other tenants' and the tenant's own events, stored before the resume positions.
     history = []
     for i in range(3000):
         target = others[i % 3]
@@ -123,16 +124,28 @@ def populate(members: int) -> dict[str, Any]:
     return {"tenant": tenant, "user_ids": user_ids, "cookies": cookies}
 
 
-def publish_missed(tenant: Any, count: int = 5) -> int:
-    """Store ``count`` tenant events after the current cursor; returns the cursor clients resume from."""
+def publish_missed(tenant: Any, user_ids: list[int], cookies: list[str], count: int = 5) -> dict[str, str]:
+    """Store ``count`` tenant events; returns each cookie's resume token, from just before them.
+
+    A token holds a position in every stream its user follows (their own, each tenant's,
+    the admins' for admins, the platform's), as the page and hello gave it to the browser.
+    """
+    from django.contrib.auth import get_user_model
+
+    from realtime import services
     from realtime.audience import Audience
     from realtime.events import publish
-    from realtime.services import latest_cursor
+    from realtime.streams import encode_positions
 
-    after = latest_cursor()
+    users = get_user_model().objects.in_bulk(user_ids)
+    groups = {user_id: services.subscriptions_for(users[user_id]).groups for user_id in user_ids}
+    before = services.stream_tops(set().union(*groups.values()))
     for i in range(count):
         publish("bench.missed", {"n": i}, audience=Audience.tenant(tenant.pk), tenant=tenant)
-    return after
+    return {
+        cookie: encode_positions({stream: before[stream] for stream in groups[user_id]})
+        for user_id, cookie in zip(user_ids, cookies, strict=True)
+    }
 
 
 # ------------------------------------------------------------------------------
@@ -234,7 +247,7 @@ class Socket:
     itself costs CPU. Neither happens in a real server, so the storm uses this instead.
     """
 
-    def __init__(self, app: Any, cookie: str, after: int) -> None:
+    def __init__(self, app: Any, cookie: str, positions: str) -> None:
         self.app = app
         self.scope = {
             "type": "websocket",
@@ -242,7 +255,7 @@ class Socket:
             "scheme": "ws",
             "path": "/ws/",
             "raw_path": b"/ws/",
-            "query_string": f"after={after}".encode(),
+            "query_string": f"pos={quote(positions, safe=':,')}".encode(),
             "headers": [(b"host", b"127.0.0.1:8000"), (b"origin", ORIGIN), (b"cookie", cookie.encode())],
             "client": ("127.0.0.1", 40000),
             "server": ("127.0.0.1", 8000),
@@ -275,9 +288,9 @@ class Socket:
             self.task.cancel()
 
 
-async def handshake(app: Any, cookie: str, after: int, expected: int, timeout: float) -> Socket:
+async def handshake(app: Any, cookie: str, positions: str, expected: int, timeout: float) -> Socket:
     """Open one resuming browser socket and read its opening frames."""
-    socket = Socket(app, cookie, after)
+    socket = Socket(app, cookie, positions)
     if not await socket.connect(timeout):
         raise RuntimeError(f"handshake refused for {cookie}")
     for _ in range(expected):
@@ -285,32 +298,38 @@ async def handshake(app: Any, cookie: str, after: int, expected: int, timeout: f
     return socket
 
 
-async def storm(app: Any, cookies: list[str], after: int, expected: int, concurrency: int, timeout: float) -> list:
-    """Every cookie's handshake, ``concurrency`` in flight at once (as the benchmark's client)."""
+async def storm(
+    app: Any, cookies: list[str], tokens: dict[str, str], expected: int, concurrency: int, timeout: float
+) -> list:
+    """Every cookie's handshake with its resume token, ``concurrency`` in flight at once (as the benchmark's client)."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one(cookie: str) -> Any:
         async with gate:
-            return await handshake(app, cookie, after, expected, timeout)
+            return await handshake(app, cookie, tokens[cookie], expected, timeout)
 
     return await asyncio.gather(*(one(cookie) for cookie in cookies))
 
 
-def expected_frames(user_id: int, after: int) -> int:
-    """How many frames a socket of this user gets on connect: hello, the replay (or resync), snapshots."""
+def expected_frames(user_id: int, positions: str) -> int:
+    """How many frames a socket of this user gets on connect: hello, the replay (and resyncs), snapshots."""
     from django.contrib.auth import get_user_model
 
     from realtime import services
+    from realtime.streams import decode_positions
 
     user = get_user_model().objects.get(pk=user_id)
-    opening = services.open_session(user, services.subscriptions_for(user), after)
+    subs = services.subscriptions_for(user)
+    since = decode_positions(positions, subs.groups)
+    since.update(services.stream_tops(subs.groups - since.keys()))
+    opening = services.open_session(user, subs, since)
     replay = opening.replay
-    return 1 + (1 if replay.resync else len(replay.frames)) + len(opening.snapshots)
+    return 1 + len(replay.resyncs) + len(replay.frames) + len(opening.snapshots)
 
 
-async def opening_frames(app: Any, cookie: str, after: int, expected: int) -> list[dict[str, Any]]:
+async def opening_frames(app: Any, cookie: str, positions: str, expected: int) -> list[dict[str, Any]]:
     """The frames one socket gets on connect; fails if any more arrive (the count is wrong then)."""
-    socket = Socket(app, cookie, after)
+    socket = Socket(app, cookie, positions)
     assert await socket.connect(timeout=10), "the reference handshake was refused"
     frames = [json.loads(await socket.receive_text(timeout=10)) for _ in range(expected)]
     try:
@@ -348,7 +367,8 @@ FOCUS = [
     "join_groups",
     "open_session",
     "_replay",
-    "replay_after",
+    "replay",
+    "recover_many",
     "snapshot_frames",
     "counts_snapshot",
     "active_for_socket",
@@ -420,9 +440,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         started = time.monotonic()
         population = populate(opts.members)
-        after = publish_missed(population["tenant"])
         cookies = population["cookies"]
-        print(f"population ready in {time.monotonic() - started:.1f} s; resuming after cursor {after}", flush=True)
+        tokens = publish_missed(population["tenant"], population["user_ids"], cookies)
+        print(
+            f"population ready in {time.monotonic() - started:.1f} s; resuming from {tokens[cookies[-1]]}", flush=True
+        )
         counter = QueryCounter()
         counter.install()
         app = application_for(opts.variant)
@@ -430,8 +452,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if len(sample) < opts.handshakes:
             raise SystemExit(f"--handshakes {opts.handshakes} needs at least as many --members")
         profile_path = workdir / "profile.txt" if opts.profile else None
-        expected = expected_frames(population["user_ids"][-1], after)
-        measured = asyncio.run(_measure(app, cookies, sample, after, expected, opts, counter, profile_path))
+        expected = expected_frames(population["user_ids"][-1], tokens[cookies[-1]])
+        measured = asyncio.run(_measure(app, cookies, sample, tokens, expected, opts, counter, profile_path))
         cpu, wall, queries, n = measured["cpu"], measured["wall"], measured["queries"], measured["n"]
         redis_cpu = measured["redis_cpu"]
         result = {
@@ -463,14 +485,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def _measure(app, cookies, sample, after, expected, opts, counter, profile_path) -> dict[str, Any]:
+async def _measure(app, cookies, sample, tokens, expected, opts, counter, profile_path) -> dict[str, Any]:
     """One reference handshake, a warm-up, then the timed rounds; each round's sockets close after it."""
     from bench.stack import cpu_seconds, stop_profiler
 
     # The reference handshake (not timed): what every socket of the storm must receive.
     counter.record = True
     before = counter.count
-    frames = await opening_frames(app, cookies[-1], after, expected)
+    frames = await opening_frames(app, cookies[-1], tokens[cookies[-1]], expected)
     one_queries = counter.count - before
     counter.record = False
     kinds = collections.Counter(frame["type"] for frame in frames)
@@ -479,7 +501,7 @@ async def _measure(app, cookies, sample, after, expected, opts, counter, profile
         for sql, n in counter.statements.most_common():
             print(f"  {n} x {sql}")
     # Warm up the pools, caches and connections of every thread without spending the timed users.
-    for socket in await storm(app, cookies[-20:-1], after, expected, opts.concurrency, timeout=60):
+    for socket in await storm(app, cookies[-20:-1], tokens, expected, opts.concurrency, timeout=60):
         await socket.close()
     redis_pid = _REDIS["pid"]
     rounds = []
@@ -487,7 +509,7 @@ async def _measure(app, cookies, sample, after, expected, opts, counter, profile
         profiler = start_profiler(profile_path) if profile_path and number == 0 else None
         queries_before, cpu_before, wall_before = counter.count, time.process_time(), time.monotonic()
         redis_before = cpu_seconds(redis_pid)
-        sockets = await storm(app, sample, after, expected, opts.concurrency, timeout=60)
+        sockets = await storm(app, sample, tokens, expected, opts.concurrency, timeout=60)
         measured = {
             "cpu": time.process_time() - cpu_before,
             "wall": time.monotonic() - wall_before,

@@ -232,17 +232,20 @@ def _storm(results: list[dict[str, Any]]) -> list[str]:
                 seconds(rc.get("caught_up_seconds")) if "lost" in rc else "-",
                 lost,
                 str(rc.get("duplicates", "-")),
+                str(rc.get("offset_gaps", "-")),
+                str(rc.get("resyncs", "-")),
                 fmt(rc.get("server_cpu_ms_per_connect"), " ms", 1)
                 + versus(results, r, lambda x: x["reconnect"]["server_cpu_ms_per_connect"]),
             ]
         )
     header = ["target", "sockets", "reconnected", "all connected in", "all caught up in", "missed events lost"]
-    header += ["duplicates", "server CPU / connect"]
+    header += ["duplicates", "offset gaps", "resyncs", "server CPU / connect"]
     return markdown_table(
-        "Reconnect storm: every socket at once, resuming with `?after=<cursor>`",
+        "Reconnect storm: every socket at once, resuming with `?pos=<stream:offset:epoch,...>`",
         header,
         rows,
-        "(events published while the sockets were away; lost = not received within the catch-up wait)",
+        "(events published while the sockets were away; lost = not received within the catch-up wait;"
+        " duplicates and gaps are counted per (stream, offset); a resync is a stream the server could not replay)",
     )
 
 

@@ -137,9 +137,12 @@ def sustained(server: Process, client: Client, publisher: Publisher, n: int, opt
 
 
 def reconnect_storm(server, client: Client, publisher: Publisher, target: Target, opts, budget: Budget) -> dict:
-    """Drop every socket, publish while they are gone, reconnect all at once (ours: with a resume cursor).
+    """Drop every socket, publish while they are gone, reconnect all at once (ours: each with ``?pos=``).
 
-    The baselines have no cursor and no replay: for them only the reconnect is timed.
+    Ours resume from their position in each stream they follow; what they missed comes
+    back by replay, and it is counted per (stream, offset): lost, duplicated, or skipped
+    inside a stream (``offset_gaps``). The baselines have no positions and no replay:
+    for them only the reconnect is timed.
     """
     client.command("reset")
     client.command("close")
@@ -164,6 +167,8 @@ def reconnect_storm(server, client: Client, publisher: Publisher, target: Target
         figures["missed"] = missed
         figures["lost"] = caught_up["missing"]
         figures["duplicates"] = caught_up["duplicates"]
+        figures["offset_gaps"] = caught_up["offset_gaps"]
+        figures["resyncs"] = caught_up["resyncs"]
     figures["server_cpu_seconds"] = cpu_seconds(server.pid) - cpu0
     figures["server_cpu_ms_per_connect"] = 1000 * figures["server_cpu_seconds"] / max(1, reopened["connected"])
     if profiler is not None:

@@ -20,3 +20,12 @@ def people(make_tenant, make_member, make_user):
         "staff": make_user("staff@platform.test", is_staff=True),
         "loner": make_user("loner@nowhere.test"),
     }
+
+
+@pytest.fixture
+def published(people):
+    """The durable events appended since the people were made to their streams (users, both tenants, platform)."""
+    from tests.support.stream_log import StreamLog, streams_of
+
+    users = [person for person in people.values() if hasattr(person, "email")]
+    return StreamLog(streams_of(users=users, tenants=[people["acme"], people["globex"]]))

@@ -5,6 +5,7 @@ from django.test import Client
 
 from announcements import services
 from announcements.models import Announcement
+from tests.support.ws import positions_token
 
 pytestmark = [pytest.mark.stack]
 
@@ -85,11 +86,13 @@ def test_dismissal_syncs_between_tabs_and_holds_on_other_devices_and_after_recon
         for tab in (tab1, tab2):
             assert published(tab, announcement.pk, "announcement.dismissed")["data"]["dismissable"] is True
         assert [f for f in bob.drain(0.5) if f["type"] == "announcement.dismissed"] == []
-        resume_from = tab2.durable("announcement.dismissed")[0]["id"] - 1
+        # The position a tab held just before the dismissal reached it.
+        dismissed = tab2.durable("announcement.dismissed")[0]
+        resume_from = positions_token(tab2.frames[: tab2.frames.index(dismissed)])
     # Another device, and a reconnect of a tab that missed the event: neither shows it again.
     with live.socket(people["alice"]) as phone:
         assert active_ids(phone.wait_type("announcement.active")) == [other.pk]
-    with live.socket(people["alice"], after=resume_from) as reconnected:
+    with live.socket(people["alice"], positions=resume_from) as reconnected:
         assert published(reconnected, announcement.pk, "announcement.dismissed")
         assert active_ids(reconnected.wait_type("announcement.active")) == [other.pk]
     page = Client()
@@ -103,10 +106,10 @@ def test_reconnecting_socket_catches_up_on_what_happened_while_it_was_offline(li
     ended_while_away = services.do_publish_announcement(actor=None, tenant=people["acme"], title="Old news")
     with live.socket(people["bob"]) as bob:
         assert active_ids(bob.wait_type("announcement.active")) == [ended_while_away.pk]
-        cursor = bob.frames[0]["data"]["cursor"]  # the hello frame: the server's cursor at connect
+        positions = positions_token(bob.frames[:1])  # the hello frame: each stream's position at connect
     services.do_end_announcement(ended_while_away, actor=None)
     new = services.do_publish_announcement(actor=None, tenant=people["acme"], title="Fresh", severity="critical")
-    with live.socket(people["bob"], after=cursor) as bob:
+    with live.socket(people["bob"], positions=positions) as bob:
         assert published(bob, ended_while_away.pk, "announcement.ended")
         assert published(bob, new.pk)["data"]["dismissable"] is False
         assert active_ids(bob.wait_type("announcement.active")) == [new.pk]

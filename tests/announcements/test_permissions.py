@@ -122,9 +122,9 @@ def test_api_create_is_idempotent_and_validates(client, people):
 
 
 def test_staff_publish_and_end_from_django_admin_through_the_same_services(
-    client, people, django_capture_on_commit_callbacks
+    client, people, published, django_capture_on_commit_callbacks
 ):
-    from realtime.models import Event
+    from realtime.audience import PLATFORM_GROUP
 
     staff = people["staff"]
     staff.is_superuser = True
@@ -148,7 +148,7 @@ def test_staff_publish_and_end_from_django_admin_through_the_same_services(
     assert response.status_code == 302, [str(e) for e in response.context["adminform"].form.errors.items()]
     announcement = Announcement.objects.get()
     assert (announcement.scope, announcement.author, announcement.state) == ("platform", staff, "active")
-    assert Event.objects.filter(type="announcement.published", audience="platform").count() == 1
+    assert [f["stream"] for f in published.frames(event_type="announcement.published")] == [PLATFORM_GROUP]
     assert AuditLogEntry.objects.get().via == "admin"
     with django_capture_on_commit_callbacks(execute=True):
         client.post(
@@ -156,7 +156,7 @@ def test_staff_publish_and_end_from_django_admin_through_the_same_services(
             {"action": "end_now", "_selected_action": [announcement.pk]},
         )
     assert Announcement.objects.get().state == "ended"
-    assert Event.objects.filter(type="announcement.ended").count() == 1
+    assert [f["stream"] for f in published.frames(event_type="announcement.ended")] == [PLATFORM_GROUP]
 
 
 def test_staff_find_the_platform_composer_in_their_menu(client, people):

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from announcements import services
 from announcements.models import Announcement, AuditLogEntry
-from realtime.models import Event
+from realtime.audience import PLATFORM_GROUP, tenant_admins_group, tenant_group, user_group
 
 
 def publish(captured, **fields):
@@ -22,7 +22,7 @@ def ids(user):
 
 
 def test_tenant_announcement_reaches_its_members_only_and_admins_only_narrows(
-    people, django_capture_on_commit_callbacks
+    people, published, django_capture_on_commit_callbacks
 ):
     everyone = publish(django_capture_on_commit_callbacks, tenant=people["acme"], title="All of acme")
     admins = publish(django_capture_on_commit_callbacks, tenant=people["acme"], title="Admins", audience="admins")
@@ -31,17 +31,17 @@ def test_tenant_announcement_reaches_its_members_only_and_admins_only_narrows(
     assert ids(people["pat"]) == [everyone.pk]
     assert ids(people["gina"]) == [] and ids(people["globex_admin"]) == []
     # One durable event per announcement, to the tenant group or the admins' group: never per user.
-    events = list(Event.objects.filter(type="announcement.published").values_list("audience", "tenant_id"))
-    assert events == [("tenant", people["acme"].pk), ("tenant_admins", people["acme"].pk)]
+    streams = [frame["stream"] for frame in published.frames(event_type="announcement.published")]
+    assert streams == [tenant_group(people["acme"].pk), tenant_admins_group(people["acme"].pk)]
 
 
 def test_platform_announcement_reaches_everyone_including_users_without_a_tenant(
-    people, django_capture_on_commit_callbacks
+    people, published, django_capture_on_commit_callbacks
 ):
     platform = publish(django_capture_on_commit_callbacks, scope="platform", title="Platform")
     for name in ("alice", "gina", "pat", "loner", "staff"):
         assert ids(people[name]) == [platform.pk], name
-    assert Event.objects.filter(type="announcement.published", audience="platform").count() == 1
+    assert [f["stream"] for f in published.frames(event_type="announcement.published")] == [PLATFORM_GROUP]
 
 
 def test_publish_window_decides_what_shows(people, django_capture_on_commit_callbacks):
@@ -73,7 +73,9 @@ def test_most_severe_first_and_pages_render_banners_on_the_server(client, people
     assert "data-announcement-id" not in client.get("/t/globex/").content.decode()
 
 
-def test_dismissal_is_per_user_and_persists_across_reloads(client, people, django_capture_on_commit_callbacks):
+def test_dismissal_is_per_user_and_persists_across_reloads(
+    client, people, published, django_capture_on_commit_callbacks
+):
     announcement = publish(django_capture_on_commit_callbacks, tenant=people["acme"], title="Dismiss me")
     client.force_login(people["alice"])
     with django_capture_on_commit_callbacks(execute=True):
@@ -83,10 +85,9 @@ def test_dismissal_is_per_user_and_persists_across_reloads(client, people, djang
     assert client.get("/api/v1/announcements/active").json() == []
     # Bob has not dismissed it.
     assert ids(people["bob"]) == [announcement.pk]
-    event = Event.objects.get(type="announcement.dismissed")
-    assert (event.audience, event.user_id, event.data) == (
-        "user",
-        people["alice"].pk,
+    (event,) = published.frames(event_type="announcement.dismissed")
+    assert (event["stream"], event["data"]) == (
+        user_group(people["alice"].pk),
         {"id": announcement.pk, "dismissable": True},
     )
     # Someone outside the audience cannot even learn it exists.
@@ -136,7 +137,7 @@ def test_critical_announcement_notifies_every_member_of_its_audience(people, dja
     assert not Notification.objects.filter(title="Not notified").exists()
 
 
-def test_edit_end_and_delete_are_audited_and_published(client, people, django_capture_on_commit_callbacks):
+def test_edit_end_and_delete_are_audited_and_published(client, people, published, django_capture_on_commit_callbacks):
     announcement = publish(django_capture_on_commit_callbacks, tenant=people["acme"], title="v1")
     admin = people["acme_admin"]
     client.force_login(admin)
@@ -147,12 +148,13 @@ def test_edit_end_and_delete_are_audited_and_published(client, people, django_ca
             content_type="application/json",
         )
     assert response.status_code == 200 and response.json()["title"] == "v2"
-    updated = Event.objects.get(type="announcement.updated")
-    assert updated.data["title"] == "v2" and updated.data["severity"] == "warning"
+    (updated,) = published.frames(event_type="announcement.updated")
+    assert updated["data"]["title"] == "v2" and updated["data"]["severity"] == "warning"
     with django_capture_on_commit_callbacks(execute=True):
         assert client.post(f"/t/acme/announcements/{announcement.pk}/end/").status_code == 302
     assert ids(people["alice"]) == []
-    assert Event.objects.get(type="announcement.ended").data == {"id": announcement.pk, "reason": "ended"}
+    (ended,) = published.frames(event_type="announcement.ended")
+    assert ended["data"] == {"id": announcement.pk, "reason": "ended"}
     with django_capture_on_commit_callbacks(execute=True):
         assert client.post(f"/t/acme/announcements/{announcement.pk}/delete/").status_code == 302
     assert not Announcement.objects.exists()
@@ -184,7 +186,7 @@ def test_composer_shows_a_live_preview_area_and_renders_markdown_safely(client, 
 
 
 def test_editing_in_the_composer_changes_only_what_the_admin_changed(
-    client, people, django_capture_on_commit_callbacks
+    client, people, published, django_capture_on_commit_callbacks
 ):
     announcement = publish(
         django_capture_on_commit_callbacks,
@@ -204,4 +206,5 @@ def test_editing_in_the_composer_changes_only_what_the_admin_changed(
     announcement.refresh_from_db()
     assert announcement.title == "Fixed" and announcement.state == "active"
     assert set(AuditLogEntry.objects.get(action="updated").changes) == {"id", "title"}
-    assert Event.objects.get(type="announcement.updated").data["title"] == "Fixed"
+    (updated,) = published.frames(event_type="announcement.updated")
+    assert updated["data"]["title"] == "Fixed"

@@ -57,7 +57,10 @@ def test_bench_smoke_runs_every_platform_scenario(smoke):
     for path in ("per_user_publish", "per_user_notify", "per_user_celery", "per_user_api"):
         assert ours[path]["all_delivered"], (path, ours[path])
     assert ours["per_user_api"]["http_failures"] == 0
-    assert ours["reconnect"]["lost"] == 0 and ours["reconnect"]["duplicates"] == 0
+    # The storm resumed with ?pos=: every missed event came back by replay, once, with no gap in any stream.
+    storm = ours["reconnect"]
+    assert storm["missed"] > 0 and storm["lost"] == 0 and storm["duplicates"] == 0, storm
+    assert storm["offset_gaps"] == 0 and storm["resyncs"] == 0, storm
     # A tight progress() loop is throttled, and the owner's socket gets every message sent.
     for label, figures in ours["progress"].items():
         assert figures["calls"] > 100 * figures["published"] > 0, (label, figures)
@@ -148,3 +151,41 @@ def test_bench_smoke_measures_ingestion_on_every_path_against_the_raw_redis_floo
             row = rows[producers]
             assert row["producers"] == int(producers) and row["events"] > 0 and row["of_floor"] > 0, (path, row)
     assert "| raw floor |" in stdout and "| streams |" in stdout
+
+
+def test_the_load_client_resumes_from_each_streams_position_and_counts_per_stream_offset():
+    """Tests the client's bookkeeping: positions from hello, frames, resyncs; duplicates and gaps per stream offset."""
+    import asyncio
+
+    from bench.client import LoadClient, bench_fields, positions_token
+
+    def compact(frame):  # as the server writes frames
+        return json.dumps(frame, separators=(",", ":"))
+
+    def durable(stream, offset, seq):
+        position = {"stream": stream, "offset": offset, "epoch": "ab12"}
+        return compact(
+            {**position, "type": "bench.ping", "tenant": "b", "ts": "t", "data": {"sent_at": 1.5, "seq": seq}}
+        )
+
+    assert bench_fields(durable("tenant.3", 17, 4)) == ("tenant.3", 17, "ab12", 1.5, 4)
+    assert (
+        bench_fields('{"id":null,"type":"bench.ping","tenant":null,"ts":"t","data":{"sent_at":2.0}}')[:3] == (None,) * 3
+    )
+
+    async def scenario():
+        client = LoadClient({"url": "ws://127.0.0.1:1/ws/", "cookies": ["c"]})
+        sock = client.sockets[0]
+        hello = {"offset": 10, "epoch": "ab12"}
+        client.on_text(
+            sock, compact({"id": None, "type": "hello", "data": {"positions": {"tenant.3": hello, "platform": hello}}})
+        )
+        for offset in (11, 12, 12, 14):  # 12 twice, 13 never
+            client.on_text(sock, durable("tenant.3", offset, offset))
+        resync = {"stream": "user.5", "reason": "history_lost", "offset": 2, "epoch": "cd34"}
+        client.on_text(sock, compact({"id": None, "type": "resync", "data": resync}))
+        return client, sock, await client.expect(3, timeout=0.1)
+
+    client, sock, figures = asyncio.run(scenario())
+    assert (figures["delivered"], figures["duplicates"], figures["offset_gaps"], figures["resyncs"]) == (3, 1, 1, 1)
+    assert positions_token(sock.positions) == "platform:10:ab12,tenant.3:14:ab12,user.5:2:cd34"

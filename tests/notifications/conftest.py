@@ -47,3 +47,12 @@ def counters():
         }
 
     return read
+
+
+@pytest.fixture
+def published(org):
+    """The durable events appended since ``org`` was made to its users', tenants' and the platform's streams."""
+    from tests.support.stream_log import StreamLog, streams_of
+
+    users = [value for value in org.values() if hasattr(value, "email")]
+    return StreamLog(streams_of(users=users, tenants=[org["acme"], org["globex"]]))

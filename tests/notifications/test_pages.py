@@ -52,14 +52,13 @@ def test_a_member_sets_preferences_but_not_required_ones(client, org):
     assert not Preference.objects.filter(user=org["alice"], category="jobs").exists()
 
 
-def test_muted_toasts_are_flagged_in_the_event(org, django_capture_on_commit_callbacks):
-    from realtime.models import Event
+def test_muted_toasts_are_flagged_in_the_event(org, published, django_capture_on_commit_callbacks):
 
     Preference.objects.create(tenant=org["acme"], user=org["alice"], category="general", in_app=False)
     with django_capture_on_commit_callbacks(execute=True):
         services.notify(org["acme"], [org["alice"], org["bob"]], category="general", title="quiet")
-    toasts = {e.user_id: e.data["toast"] for e in Event.objects.filter(type="notification.created")}
-    assert toasts == {org["alice"].pk: False, org["bob"].pk: True}
+    toasts = {e["stream"]: e["data"]["toast"] for e in published.frames(event_type="notification.created")}
+    assert toasts == {f"user.{org['alice'].pk}": False, f"user.{org['bob'].pk}": True}
 
 
 def test_only_admins_set_tenant_defaults(client, org):

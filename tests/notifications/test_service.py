@@ -9,34 +9,37 @@ from django.db import connection
 
 from notifications import services
 from notifications.models import Notification, NotificationCounter
-from realtime.models import Event
+from realtime.audience import user_group
+from realtime.models import OutboxEvent
+from tests.support.stream_log import StreamLog
 
 
-def created_events(user=None):
-    events = Event.objects.filter(type="notification.created").order_by("id")
-    return list(events.filter(user=user) if user is not None else events)
+def created_events(published, user=None):
+    """The ``notification.created`` events that reached the users' streams (or one user's) since the test began."""
+    stream = None if user is None else user_group(user.pk)
+    return published.frames(stream, event_type="notification.created")
 
 
-def test_notify_one_user_creates_a_row_and_publishes_after_commit(org, django_capture_on_commit_callbacks):
+def test_notify_one_user_creates_a_row_and_publishes_after_commit(org, published, django_capture_on_commit_callbacks):
     """One notification, one event to that user only, published once the transaction commits."""
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         created = services.notify(
             org["acme"], org["alice"], category="general", title="Hello", body="**bold** <script>x</script>"
         )
         assert created == 1
-        assert Event.objects.filter(type="notification.created").count() == 0  # not before commit
+        assert created_events(published) == []  # not before commit
     assert len(callbacks) == 1
     notification = Notification.objects.get(recipient=org["alice"])
     assert notification.tenant == org["acme"] and notification.level == "info"
     assert "<strong>bold</strong>" in notification.body_html and "<script>" not in notification.body_html
-    [event] = created_events()
-    assert event.user == org["alice"] and event.tenant == org["acme"]
-    assert event.data["notification"]["id"] == notification.pk
-    assert event.data["counts"] == {"unread": 1, "unseen": 1, "version": 1}
-    assert event.data["toast"] is True
+    [event] = created_events(published)
+    assert event["stream"] == user_group(org["alice"].pk) and event["tenant"] == "acme"
+    assert event["data"]["notification"]["id"] == notification.pk
+    assert event["data"]["counts"] == {"unread": 1, "unseen": 1, "version": 1}
+    assert event["data"]["toast"] is True
 
 
-def test_notify_drops_recipients_outside_the_tenant(org, django_capture_on_commit_callbacks):
+def test_notify_drops_recipients_outside_the_tenant(org, published, django_capture_on_commit_callbacks):
     """A notification never crosses tenants: gina (globex) gets nothing from acme."""
     with django_capture_on_commit_callbacks(execute=True):
         created = services.notify(
@@ -44,7 +47,7 @@ def test_notify_drops_recipients_outside_the_tenant(org, django_capture_on_commi
         )
     assert created == 1
     assert not Notification.objects.filter(recipient=org["gina"]).exists()
-    assert [e.user_id for e in created_events()] == [org["alice"].pk]
+    assert [e["stream"] for e in created_events(published)] == [user_group(org["alice"].pk)]
 
 
 def test_notify_whole_tenant_and_role(org, django_capture_on_commit_callbacks):
@@ -78,7 +81,7 @@ def test_notify_clips_overlong_titles_and_bodies(org):
     assert len(notification.body) == services.BODY_MAX
 
 
-def test_counters_stay_exact_through_every_state_change(org, counters, django_capture_on_commit_callbacks):
+def test_counters_stay_exact_through_every_state_change(org, counters, published, django_capture_on_commit_callbacks):
     """After each change the stored counter equals a recount, and the event carries it."""
     acme, alice = org["acme"], org["alice"]
     with django_capture_on_commit_callbacks(execute=True):
@@ -106,17 +109,17 @@ def test_counters_stay_exact_through_every_state_change(org, counters, django_ca
     ]
     version = services.counts_for(acme, alice)["version"]
     for change, expected, event_type in steps:
-        before = Event.objects.count()
+        since = StreamLog(published.start)  # every stream of the org, from here
         with django_capture_on_commit_callbacks(execute=True):
             returned = change()
         assert returned == check(expected)
-        new_events = list(Event.objects.filter(id__gt=0).order_by("id")[before:])
+        new_events = since.frames()
         if event_type is None:
             assert new_events == [] and returned["version"] == version
             continue
         [event] = new_events
-        assert event.type == event_type and event.user == alice and event.tenant == acme
-        assert event.data["counts"] == returned and returned["version"] > version
+        assert event["type"] == event_type and event["stream"] == user_group(alice.pk) and event["tenant"] == "acme"
+        assert event["data"]["counts"] == returned and returned["version"] > version
         version = returned["version"]
 
 
@@ -162,13 +165,18 @@ def test_fan_out_to_ten_thousand_members_in_a_bounded_number_of_queries(
         fields = [f for f in model._meta.concrete_fields if f.name not in excluded]
         return math.ceil(recipients / max(1, connection.ops.bulk_batch_size(fields, [None] * recipients)))
 
-    # Every statement that grows with the recipients is a batch; the rest is a small constant
-    # (category lookup, savepoints, the publish lock): about 20 on PostgreSQL.
-    bound = batches(Notification) + batches(Event) + math.ceil(recipients / services.CHUNK) + 30
+    # Every statement that grows with the recipients is a batch (the events are outbox rows until
+    # commit, deleted in one statement after their publish); the rest is a small constant
+    # (category lookup, savepoints): about 20 on PostgreSQL.
+    bound = batches(Notification) + batches(OutboxEvent) + math.ceil(recipients / services.CHUNK) + 30
+    published = StreamLog([user_group(user.pk) for user in users])
     assert bound < recipients / 25
     with django_assert_max_num_queries(bound), django_capture_on_commit_callbacks(execute=True):
         created = services.notify(big, services.ALL_MEMBERS, category="general", title="Maintenance tonight")
     assert created == recipients
     assert Notification.objects.filter(tenant=big).count() == recipients
     assert NotificationCounter.objects.filter(tenant=big, unread=1, unseen=1).count() == recipients
-    assert Event.objects.filter(type="notification.created", tenant=big).count() == recipients
+    events = published.frames(event_type="notification.created")
+    assert len(events) == recipients and {event["tenant"] for event in events} == {"big"}
+    assert {event["stream"] for event in events} == {user_group(user.pk) for user in users}
+    assert not OutboxEvent.objects.exists()

@@ -7,6 +7,8 @@ import urllib.request
 
 import pytest
 
+from realtime.audience import user_group
+
 pytestmark = [pytest.mark.stack]
 
 
@@ -47,11 +49,11 @@ def test_an_api_call_reaches_only_the_recipients_sockets(live, org, make_api_key
         assert (status, body) == (201, {"created": 1, "tenant": "acme"})
         frames = [sock.wait_type("notification.created", timeout=20) for sock in (alice_1, alice_2)]
         for frame in frames:
-            assert frame["tenant"] == "acme" and isinstance(frame["id"], int)
+            assert frame["tenant"] == "acme" and frame["stream"] == user_group(org["alice"].pk)
             assert frame["data"]["notification"]["title"] == "Build #12 passed"
             assert frame["data"]["notification"]["level"] == "success"
             assert frame["data"]["counts"]["unread"] == 1 and frame["data"]["toast"] is True
-        assert frames[0]["id"] == frames[1]["id"]
+        assert (frames[0]["offset"], frames[0]["epoch"]) == (frames[1]["offset"], frames[1]["epoch"])
         # A retry with the same Idempotency-Key sends nothing new.
         assert post_notification(
             live.http_url,
@@ -59,12 +61,17 @@ def test_an_api_call_reaches_only_the_recipients_sockets(live, org, make_api_key
             {"user_ids": [org["alice"].pk], "title": "Build #12 passed", "level": "success", "link": "/t/acme/"},
             idempotency_key="build-12",
         ) == (201, {"created": 1, "tenant": "acme"})
-        # Then one for bob: once it has arrived, anything of alice's would have arrived before it.
+        # Then one more for alice and one for bob. Order holds per stream: once alice's next one has
+        # arrived, a second copy of the first would have arrived before it.
+        post_notification(live.http_url, raw_key, {"user_ids": [org["alice"].pk], "title": "Next for alice"})
         post_notification(live.http_url, raw_key, {"user_ids": [org["bob"].pk], "title": "For bob"})
+        following = alice_1.wait_type("notification.created", timeout=20)
+        assert following["data"]["notification"]["title"] == "Next for alice"
+        assert following["offset"] == frames[0]["offset"] + 1
         assert bob.wait_type("notification.created", timeout=20)["data"]["notification"]["title"] == "For bob"
         for sock in (bob, pat, gina):
             titles = [f["data"]["notification"]["title"] for f in sock.frames if f["type"] == "notification.created"]
             assert "Build #12 passed" not in titles
         assert [f["type"] for f in pat.durable()] == [] and [f["type"] for f in gina.durable()] == []
-        assert alice_1.durable("notification.created") == [frames[0]]
+        assert alice_1.durable("notification.created") == [frames[0], following]
         assert all(f["tenant"] == "globex" for f in gina.frames if f["type"].startswith("notification."))

@@ -2,11 +2,12 @@
 
 Hypothesis draws a small world (tenants, users, memberships with roles, events of
 every audience kind); the test then asks every path the platform has (live socket
-delivery, replay from any cursor, removal of a membership while connected, the
+delivery, replay from any positions, removal of a membership while connected, the
 notification API and inbox, job pages and downloads, announcement endpoints) and
 checks each answer against an oracle computed from the drawn world, not from the
-code under test. Guessing ids is part of every example: each user tries every id
-of every other tenant's objects.
+code under test. Guessing is part of every example: each user tries every id of
+every other tenant's objects, and each socket's resume token names every stream of
+the world, other users' and other tenants' included.
 """
 
 from __future__ import annotations
@@ -20,12 +21,30 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from realtime.audience import PLATFORM_GROUP
+from realtime.streams import Position, encode_positions, stream_store
+from tests.support.stream_log import StreamLog, from_the_start, streams_of
 from tests.support.ws import LiveSocket
 
 pytestmark = pytest.mark.stack
 
 ROLES = ["member", "admin"]
 KINDS = ["tenant", "admins", "user", "notify", "own"]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One durable event as its stream keeps it: where it is, what it carries, when it was published."""
+
+    stream: str
+    offset: int
+    tenant_slug: str | None
+    published_ms: int
+    data: dict
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.stream, self.offset)
 
 
 @dataclass
@@ -37,37 +56,51 @@ class World:
     users: list = field(default_factory=list)
     roles: dict = field(default_factory=dict)  # (user index, tenant index) -> role
     joined: dict = field(default_factory=dict)  # (user index, tenant index) -> joined_at
-    left: dict = field(default_factory=dict)  # (user index, tenant index) -> cursor at removal
+    left: dict = field(default_factory=dict)  # (user index, tenant index) -> {stream: offset at removal}
     former_roles: dict = field(default_factory=dict)  # (user index, tenant index) -> role before removal
+
+    @property
+    def streams(self) -> list[str]:
+        """Every stream of this world: each user's, each tenant's and its admins', the platform's."""
+        return streams_of(users=self.users, tenants=self.tenants)
 
     def tenant_index(self, tenant_id: int | None) -> int | None:
         return next((i for i, t in enumerate(self.tenants) if t.pk == tenant_id), None)
 
-    def may_see(self, user_index: int, event) -> bool:
+    def may_see(self, user_index: int, event: Stored) -> bool:
         """The oracle: may this user see this stored event (from the world, not from the code)?"""
-        tenant = self.tenant_index(event.tenant_id)
-        if event.tenant_id is not None and tenant is None:
+        if event.stream == PLATFORM_GROUP:
+            return True
+        kind, owner = event.stream.split(".")[0], int(event.stream.split(".")[1])
+        if kind == "user":
+            if owner != self.users[user_index].pk:
+                return False
+            slugs = [t.slug for t in self.tenants]
+            if event.tenant_slug is None:
+                return True
+            if event.tenant_slug not in slugs:
+                return False  # another example's tenant
+            key = (user_index, slugs.index(event.tenant_slug))
+            return key in self.roles or (key in self.left and event.offset <= self.left[key][event.stream])
+        tenant = self.tenant_index(owner)
+        if tenant is None:
             return False  # another example's tenant
         key = (user_index, tenant)
-        member_now = key in self.roles
-        if event.audience == "platform":
-            return True
-        if event.audience == "user":
-            if event.user_id != self.users[user_index].pk:
-                return False
-            return tenant is None or member_now or (key in self.left and event.id <= self.left[key])
-        if key not in self.joined or event.created_at < self.joined[key]:
+        if key not in self.joined or event.published_ms < int(self.joined[key].timestamp() * 1000):
             return False
-        if key in self.left and event.id > self.left[key]:
+        if key in self.left and event.offset > self.left[key][event.stream]:
             return False
         role = self.roles.get(key) or self.former_roles[key]
-        return event.audience == "tenant" or (event.audience == "tenant_admins" and role == "admin")
+        return not event.stream.endswith(".admins") or role == "admin"
 
 
-def _latest() -> int:
-    from realtime.services import latest_cursor
-
-    return latest_cursor()
+def _stored(log: StreamLog) -> dict[tuple[str, int], Stored]:
+    """Every durable event in the world's streams since the log began, by (stream, offset)."""
+    events = [
+        Stored(frame["stream"], frame["offset"], frame["tenant"], published_ms, frame["data"])
+        for frame, published_ms in log.entries()
+    ]
+    return {event.key: event for event in events}
 
 
 def _publish(world: World, kind: str, tenant_index: int, user_index: int, token: str) -> None:
@@ -90,31 +123,34 @@ def _publish(world: World, kind: str, tenant_index: int, user_index: int, token:
             notify(tenant, [user], category="general", title=f"secret {token}", body=f"body {token}")
 
 
-def _collect(sockets: dict[int, LiveSocket], expected: dict[int, set[int]], timeout: float = 20.0) -> None:
-    """Read until every socket has its expected durable ids (or the deadline), then a quiet spell."""
+def _received(sock: LiveSocket) -> list[tuple[str, int]]:
+    return [(f["stream"], f["offset"]) for f in sock.durable()]
+
+
+def _collect(sockets: dict[int, LiveSocket], expected: dict[int, set], timeout: float = 20.0) -> None:
+    """Read until every socket has its expected durable events (or the deadline), then a quiet spell."""
     deadline = time.monotonic() + timeout
     for index, sock in sockets.items():
         while time.monotonic() < deadline:
-            got = {f["id"] for f in sock.frames if f.get("id") is not None}
-            if expected[index] <= got:
+            if expected[index] <= set(_received(sock)):
                 break
             sock.listen(0.2)
     for sock in sockets.values():
         sock.drain(quiet=0.4)
 
 
-def _check_sockets(world: World, sockets: dict[int, LiveSocket], afters: dict[int, int]) -> None:
-    from realtime.models import Event
-
+def _check_sockets(world: World, sockets: dict[int, LiveSocket], afters: dict[int, dict], log: StreamLog) -> None:
+    stored = _stored(log)
     for index, sock in sockets.items():
-        durable = [f["id"] for f in sock.frames if f.get("id") is not None]
-        events = {e.id: e for e in Event.objects.filter(id__in=durable)}
-        leaked = [event_id for event_id in durable if not world.may_see(index, events[event_id])]
-        assert not leaked, f"user {index} received events of others: {[events[i].data for i in leaked]}"
-        expected = {e.id for e in Event.objects.filter(id__gt=afters[index]).order_by("id") if world.may_see(index, e)}
+        durable = _received(sock)
+        leaked = [key for key in durable if key not in stored or not world.may_see(index, stored[key])]
+        assert not leaked, f"user {index} received events of others: {[stored.get(k, k) for k in leaked]}"
+        expected = _expected(world, afters, stored)[index]
         assert set(durable) == expected, f"user {index}: missing {expected - set(durable)}"
         assert len(durable) == len(set(durable)), f"user {index}: duplicates"
-        assert durable == sorted(durable), f"user {index}: out of order"
+        for stream in {s for s, _ in durable}:
+            offsets = [o for s, o in durable if s == stream]
+            assert offsets == sorted(offsets), f"user {index}: out of order in {stream}"
         slugs_ever = {world.tenants[t].slug for (u, t) in list(world.roles) + list(world.left) if u == index}
         foreign = [f for f in sock.frames if f.get("tenant") not in (None, *slugs_ever)]
         assert not foreign, f"user {index} got frames of a foreign tenant: {foreign[:3]}"
@@ -133,7 +169,7 @@ worlds = st.fixed_dictionaries(
         "live": st.lists(
             st.tuples(st.sampled_from(KINDS), st.integers(0, 2), st.integers(0, 3)), min_size=3, max_size=8
         ),
-        "cursors": st.lists(st.integers(0, 10_000), min_size=4, max_size=4),
+        "positions": st.lists(st.integers(0, 10_000), min_size=4, max_size=4),
         "removal": st.integers(0, 100),
     }
 )
@@ -152,7 +188,7 @@ def media_root(settings, tmp_path):
 )
 @given(drawn=worlds)
 def test_no_path_shows_a_tenants_data_to_a_non_member(live, media_root, make_tenant, make_user, drawn):
-    """Tests that sockets, replay from any cursor, removal, APIs, pages, jobs and announcements keep tenants apart."""
+    """Tests that sockets, replay from any positions, removal, APIs, pages, jobs, announcements keep tenants apart."""
     from accounts.models import Membership
     from accounts.services import do_add_member, do_remove_member
 
@@ -173,20 +209,30 @@ def test_no_path_shows_a_tenants_data_to_a_non_member(live, media_root, make_ten
             if t < len(world.tenants) and u < len(world.users):
                 _publish(world, kind, t, u, f"{world.suffix}-{tag}{n}")
 
-    # Events before the sockets open: each socket resumes from a cursor of its own.
-    start = _latest()
+    # Events before the sockets open. Each socket resumes from positions of its own in EVERY stream
+    # of the world: its own streams (replayed from there) and everyone else's (forged: ignored).
+    log = StreamLog(world.streams)
     publish_all(drawn["before"], "b")
-    stored = _latest()
+    stored = stream_store().positions(world.streams)
     afters = {
-        index: start + drawn["cursors"][index] % (stored - start + 1) if stored > start else start
+        index: {
+            stream: Position(
+                log.start[stream].offset
+                + drawn["positions"][index] * (k + 1) % (stored[stream].offset - log.start[stream].offset + 1),
+                stored[stream].epoch,
+            )
+            for k, stream in enumerate(world.streams)
+        }
         for index in range(len(world.users))
     }
-    sockets = {index: live.socket(user, after=afters[index]) for index, user in enumerate(world.users)}
+    sockets = {
+        index: live.socket(user, positions=encode_positions(afters[index])) for index, user in enumerate(world.users)
+    }
     try:
         for sock in sockets.values():
             sock.wait_type("hello")
         publish_all(drawn["live"], "l")
-        _collect(sockets, _expected(world, afters))
+        _collect(sockets, _expected(world, afters, _stored(log)))
 
         # Removal of a membership while its user is connected.
         if world.roles:
@@ -196,13 +242,15 @@ def test_no_path_shows_a_tenants_data_to_a_non_member(live, media_root, make_ten
                 Membership.objects.get(user=world.users[removed_user], tenant=world.tenants[removed_tenant])
             )
             world.former_roles[key] = world.roles.pop(key)
-            world.left[key] = _latest()
             sockets[removed_user].wait_type("membership.changed")
-            world.left[key] = _latest()  # the admins' notification of the removal may have come first
+            # Where the removed member's streams stood once the socket had re-read its memberships.
+            tenant = world.tenants[removed_tenant]
+            streams = streams_of(users=[world.users[removed_user]], tenants=[tenant], platform=False)
+            world.left[key] = {stream: top.offset for stream, top in stream_store().positions(streams).items()}
             for kind in ("tenant", "admins"):
                 _publish(world, kind, removed_tenant, removed_user, f"{world.suffix}-after-removal-{kind}")
-        _collect(sockets, _expected(world, afters))
-        _check_sockets(world, sockets, afters)
+        _collect(sockets, _expected(world, afters, _stored(log)))
+        _check_sockets(world, sockets, afters, log)
     finally:
         for sock in sockets.values():
             sock.close()
@@ -210,11 +258,16 @@ def test_no_path_shows_a_tenants_data_to_a_non_member(live, media_root, make_ten
     _check_http(world)
 
 
-def _expected(world: World, afters: dict[int, int]) -> dict[int, set[int]]:
-    from realtime.models import Event
-
-    events = list(Event.objects.filter(id__gt=min(afters.values(), default=0)))
-    return {index: {e.id for e in events if e.id > afters[index] and world.may_see(index, e)} for index in afters}
+def _expected(world: World, afters: dict[int, dict], stored: dict) -> dict[int, set]:
+    """Per socket: the (stream, offset) of each stored event after its resume position that it may see."""
+    return {
+        index: {
+            key
+            for key, event in stored.items()
+            if event.offset > since[event.stream].offset and world.may_see(index, event)
+        }
+        for index, since in afters.items()
+    }
 
 
 def _client(user) -> Client:
@@ -337,3 +390,58 @@ def active_platform() -> set[int]:
     from announcements.models import Announcement
 
     return set(Announcement.objects.filter(scope="platform").values_list("pk", flat=True))
+
+
+def test_a_forged_resume_token_naming_others_streams_yields_nothing_of_theirs(live, make_tenant, make_member):
+    """Tests ?pos= and a `resume` frame that name another user's, another tenant's and the admins' streams.
+
+    The token points at offset 0 of each stream's real epoch (a replay of everything its history holds),
+    and then at an epoch the streams never had; the socket gets its own events back (the token was
+    read) and never an event, a resync or a position of a stream that is not its own.
+    """
+    from realtime.audience import Audience, tenant_admins_group, tenant_group, user_group
+    from realtime.events import publish
+
+    acme, globex = make_tenant("acme"), make_tenant("globex")
+    alice, bob = make_member(acme, email="alice@acme.test"), make_member(acme, email="bob@acme.test")
+    gina = make_member(globex, email="gina@globex.test")
+    secrets = {
+        user_group(bob.pk): Audience.user(bob.pk),
+        user_group(gina.pk): Audience.user(gina.pk),
+        tenant_group(globex.pk): Audience.tenant(globex.pk),
+        tenant_admins_group(acme.pk): Audience.tenant_admins(acme.pk),
+        tenant_admins_group(globex.pk): Audience.tenant_admins(globex.pk),
+    }
+    for stream, audience in secrets.items():
+        publish("test.secret", {"stream": stream}, audience=audience)
+    publish("test.own", {"n": 1}, audience=Audience.user(alice.pk))
+    own = {user_group(alice.pk), tenant_group(acme.pk), PLATFORM_GROUP}
+    token = from_the_start([*secrets, *own])
+    # Her own stream in a forged epoch too: its resync shows the token was read.
+    forged_epochs = ",".join(f"{stream}:0:deadbeef" for stream in sorted([*secrets, user_group(alice.pk)]))
+
+    def assert_nothing_of_theirs(sock: LiveSocket) -> None:
+        assert sock.durable("test.secret") == []
+        assert {f["stream"] for f in sock.durable()} <= own
+        assert {f["data"]["stream"] for f in sock.frames if f["type"] == "resync"} <= own
+        assert not [f for f in sock.frames if f.get("tenant") == "globex"]
+
+    with live.socket(alice, positions=token) as sock:
+        hello = sock.wait_type("hello")
+        assert set(hello["data"]["positions"]) == own
+        assert sock.wait_type("test.own")["data"] == {"n": 1}  # the token was honoured for her own stream
+        sock.drain(0.5)
+        assert_nothing_of_theirs(sock)
+        sock.send({"type": "resume", "positions": token})
+        assert sock.wait_type("test.own")["data"] == {"n": 1}  # replayed again: the frame was read
+        sock.send({"type": "resume", "positions": forged_epochs})
+        assert sock.wait_type("resync")["data"]["stream"] == user_group(alice.pk)
+        sock.drain(0.5)
+        assert_nothing_of_theirs(sock)
+        assert len(sock.durable("test.own")) == 2
+    with live.socket(alice, positions=forged_epochs) as sock:
+        sock.wait_type("hello")
+        assert sock.wait_type("resync")["data"]["stream"] == user_group(alice.pk)
+        sock.drain(0.5)
+        assert_nothing_of_theirs(sock)
+        assert sock.durable() == []

@@ -65,4 +65,4 @@ def wait_job_frame(sock, job_id: int, predicate, timeout: float = 60.0) -> dict:
 
 def durable_states(frames: list[dict]) -> list[str]:
     """The states announced by durable ``job.state`` events (not the snapshot a socket gets on connect)."""
-    return [f["data"]["state"] for f in frames if f["type"] == "job.state" and f["id"] is not None]
+    return [f["data"]["state"] for f in frames if f["type"] == "job.state" and "stream" in f]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.stream_log import from_the_start, streams_of
 from tests.workers.helpers import client_for, follow, make_notifications
 from workers import services
 from workers.models import Job, JobState
@@ -29,9 +30,11 @@ def test_another_member_and_another_tenant_see_neither_the_job_nor_its_events_no
         assert follow(alice, job.pk)[-1]["data"]["state"] == "succeeded"
         assert follow(admin, job.pk)[-1]["data"]["state"] == "succeeded"  # tenant admins see every job
         assert job_frames(bob.drain(0.5)) == [] and job_frames(gina.drain(0.5)) == []
-    # Nor by replay after a reconnect: the durable job events are not theirs.
+    # Nor by replay after a reconnect, from the start of every stream: theirs, and alice's and the
+    # admins' (forged): the durable job events are not theirs.
     for user in (cast.bob, cast.gina):
-        with live.socket(user, after=0) as again:
+        everything = from_the_start(streams_of(users=[user, cast.alice], tenants=[cast.acme, cast.globex]))
+        with live.socket(user, positions=everything) as again:
             again.wait_type("hello")
             assert job_frames(again.drain(0.5)) == []
 

@@ -61,7 +61,7 @@ def test_a_job_whose_worker_is_killed_leaves_running_within_the_bound_and_is_fin
 
         # Re-queued as attempt 2 on the default queue: the session worker picks it up and finishes.
         frames = follow(sock, job.pk, timeout=120)
-    states = [(f["data"]["state"], f["data"]["attempt"]) for f in frames if f["type"] == "job.state" and f["id"]]
+    states = [(f["data"]["state"], f["data"]["attempt"]) for f in frames if f["type"] == "job.state" and "stream" in f]
     assert ("queued", 2) in states and states[-1] == ("succeeded", 2)
     final = frames[-1]["data"]
     assert final["result"]["rows"] == rows and final["done"] == rows

@@ -42,9 +42,9 @@ def test_export_streams_a_csv_with_live_progress_and_a_checked_download(live, ce
         frames = follow(sock, job.pk)
     states = durable_states(frames)
     assert states == ["queued", "running", "succeeded"]
-    assert all(f["id"] is not None for f in frames if f["type"] == "job.state")  # durable
+    assert all("stream" in f and f["offset"] > 0 for f in frames if f["type"] == "job.state")  # durable
     ticks = [f for f in frames if f["type"] == "job.progress"]
-    assert ticks and all(f["id"] is None for f in ticks)  # ephemeral
+    assert ticks and all("stream" not in f and f["id"] is None for f in ticks)  # ephemeral
     assert ticks[-1]["data"]["done"] == expected == ticks[-1]["data"]["total"]
     final = frames[-1]["data"]
     assert final["percent"] == 100 and final["result"]["rows"] == expected
