@@ -14,10 +14,9 @@ def run_per_user(steps: Steps, server, client, publisher, port: int, ctx, env, o
     """Per-user events, one recipient each: ``publish()``, the notify service, Celery, the HTTP API."""
     user_ids = ctx["user_ids"][: steps.result["sockets"]]
     n = len(user_ids)
-    count = int(opts.per_user_rate * opts.per_user_seconds)
-    rate = opts.per_user_rate
 
-    def through(send):
+    def through(send, rate: float):
+        count = int(rate * opts.per_user_seconds)
         return lambda: measure(
             server,
             client,
@@ -28,8 +27,8 @@ def run_per_user(steps: Steps, server, client, publisher, port: int, ctx, env, o
             rate=rate,
         )
 
-    steps.run("per_user_publish", 10, through(publisher.to_user))
-    steps.run("per_user_notify", 10, through(publisher.notify_user))
+    steps.run("per_user_publish", 10, through(publisher.to_user, opts.publish_rate))
+    steps.run("per_user_notify", 10, through(publisher.notify_user, opts.per_user_rate))
 
     def celery() -> dict[str, Any]:
         # The worker publishes through the same layer as the server it feeds.
@@ -49,7 +48,7 @@ def per_user_api(server, client, port: int, ctx, user_ids: list[int], opts, budg
 
     Each thread keeps its HTTP connection open between calls, as a service sending
     notifications at this rate does (a connection pool: ``requests.Session``, an HTTP
-    client's keep-alive). Calls are offered at ``per_user_rate`` for
+    client's keep-alive). Calls are offered at ``api_rate`` for
     ``per_user_seconds``; those the threads have not started half a window later are
     cancelled, so a slow server shows as a lower rate, not a longer run. Latency is
     from just before the request to the socket.
@@ -61,7 +60,7 @@ def per_user_api(server, client, port: int, ctx, user_ids: list[int], opts, budg
     from accounts.api_keys import do_create_api_key
 
     _, raw_key = do_create_api_key(ctx["tenant"], f"bench-{time.monotonic_ns()}")
-    count = int(opts.per_user_rate * opts.per_user_seconds)
+    count = int(opts.api_rate * opts.per_user_seconds)
     headers = {"Authorization": f"Bearer {raw_key}", "Content-Type": "application/json"}
     failures: list[str] = []
     created: list[float] = []
@@ -91,14 +90,14 @@ def per_user_api(server, client, port: int, ctx, user_ids: list[int], opts, budg
     cpu0, ccpu0, started, wall0 = cpu_seconds(server.pid), client.cpu(), time.monotonic(), time.time()
     futures = []
     with ThreadPoolExecutor(16) as pool:
-        achieved = paced(count, opts.per_user_rate, lambda i: futures.append(pool.submit(post, i)))
+        achieved = paced(count, opts.api_rate, lambda i: futures.append(pool.submit(post, i)))
         # Calls still queued in the client after half the window again are not offered any more.
         wait(futures, timeout=max(0.0, started + opts.per_user_seconds * 1.5 - time.monotonic()))
         cancelled = sum(1 for future in futures if future.cancel())
     for connection in opened:
         connection.close()
     stats = client.expect_total(len(created), budget.cap(opts.wait))
-    stats = record_delivery(stats, server, client, cpu0, ccpu0, started, wall0, achieved, opts.per_user_rate)
+    stats = record_delivery(stats, server, client, cpu0, ccpu0, started, wall0, achieved, opts.api_rate)
     stats["calls_offered"] = count
     stats["calls_cancelled"] = cancelled
     stats["created"] = len(created)
@@ -113,7 +112,7 @@ def per_user_celery(server, client, ctx, user_ids: list[int], opts, budget: Budg
     """One recipient per call, through the Celery task other machines use (realtime.tasks.publish_event)."""
     from realtime.tasks import publish_event
 
-    count = int(opts.per_user_rate * opts.per_user_seconds)
+    count = int(opts.celery_rate * opts.per_user_seconds)
     tenant_id = ctx["tenant"].pk
 
     def send(i: int) -> None:
@@ -128,11 +127,11 @@ def per_user_celery(server, client, ctx, user_ids: list[int], opts, budget: Budg
     return measure(
         server,
         client,
-        lambda until: paced(count, opts.per_user_rate, send, until),
+        lambda until: paced(count, opts.celery_rate, send, until),
         total=count,
         opts=opts,
         budget=budget,
-        rate=opts.per_user_rate,
+        rate=opts.celery_rate,
     )
 
 

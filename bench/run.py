@@ -24,7 +24,7 @@ from typing import Any
 
 from bench.client import raise_fd_limit
 from bench.driver import Budget
-from bench.publish import publish_table, run_publish, write_publish_docs
+from bench.publish import ingestion_targets, publish_table, run_publish, write_publish_docs
 from bench.report import table, target_lines, timing, upgrade, write_docs
 from bench.scenarios import run_idle, run_target
 from bench.stack import ROOT, load_average, start_profiler, stop_all, stop_profiler
@@ -102,6 +102,9 @@ SMOKE = {
     "interval": 0.05,
     "rate_seconds": 1,
     "per_user_rate": 50,
+    "publish_rate": 50,
+    "celery_rate": 50,
+    "api_rate": 50,
     "per_user_seconds": 1,
     "missed": 3,
     "progress_seconds": 1,
@@ -168,7 +171,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--rate", type=float, default=20, help="sustained broadcasts per second")
     add("--rate-seconds", type=float, default=5, help="length of the sustained phase")
     add("--steady-latency", type=float, default=1.0, help="latency (s) above which the sustained rate is not steady")
-    add("--per-user-rate", type=float, default=200, help="one-recipient events per second")
+    add("--per-user-rate", type=float, default=200, help="one-recipient notify() calls per second")
+    add("--publish-rate", type=float, default=1000, help="one-recipient publish() calls per second (issue 14)")
+    add("--celery-rate", type=float, default=500, help="one-recipient Celery publish_event tasks per second")
+    add("--api-rate", type=float, default=400, help="one-recipient POST /api/v1/notifications calls per second")
     add("--per-user-seconds", type=float, default=3, help="length of each per-user phase")
     add("--missed", type=int, default=5, help="events published while the storm's sockets are away")
     add("--publish-seconds", type=float, default=3, help="length of each ingestion phase (0: skip it)")
@@ -365,7 +371,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             "publish": publish_figures,
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
         }
-        print(f"{table(results)}\n\n{timing(results)}\n\n{target_lines(results)}\n")
+        ingestion = ingestion_targets(results, publish_figures)
+        print(f"{table(results)}\n\n{timing(results)}\n\n{target_lines(results)}\n" + "\n".join(ingestion) + "\n")
         out = (
             opts.out or RESULTS_DIR / f"bench-{started.strftime('%Y%m%dT%H%M%S')}{'-smoke' if opts.smoke else ''}.json"
         )
@@ -375,7 +382,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         if opts.write_docs:
             write_docs(results, meta)
             if publish_figures:
-                write_publish_docs(publish_figures, meta["command"], meta["started"], ROOT / "docs" / "benchmarks.md")
+                write_publish_docs(
+                    publish_figures, ingestion, meta["command"], meta["started"], ROOT / "docs" / "benchmarks.md"
+                )
             print("wrote docs/benchmarks.md")
         print(f"suite took {meta['seconds']:.0f} s")
         return results
