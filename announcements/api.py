@@ -19,11 +19,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest
 from ninja import Header, Router, Schema, Status
 from ninja.security import django_auth
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from accounts.api_auth import ApiKeyAuth
 from accounts.idempotency import idempotent
 from accounts.models import ApiKey, Membership, Tenant
+from liveplatform.api_schemas import BodyIn, errors
 
 from . import services
 from .models import Announcement
@@ -61,7 +62,7 @@ class AnnouncementDetailOut(AnnouncementOut):
     updated_at: datetime
 
 
-class AnnouncementIn(Schema):
+class AnnouncementIn(BodyIn):
     scope: Literal["tenant", "platform"] = "tenant"
     tenant: str | None = Field(None, description="Tenant slug; API keys may omit it (their own tenant).")
     title: str = Field(..., min_length=1, max_length=200)
@@ -71,10 +72,10 @@ class AnnouncementIn(Schema):
     audience: AudienceFilter = "all"
     starts_at: datetime | None = Field(None, description="Omit to publish now.")
     ends_at: datetime | None = Field(None, description="Omit to keep it until ended.")
-    dismissable: bool = True
+    dismissable: StrictBool = True
 
 
-class AnnouncementPatch(Schema):
+class AnnouncementPatch(BodyIn):
     title: str | None = Field(None, min_length=1, max_length=200)
     body: str | None = Field(None, max_length=10_000)
     severity: Severity | None = None
@@ -82,12 +83,7 @@ class AnnouncementPatch(Schema):
     audience: AudienceFilter | None = None
     starts_at: datetime | None = None
     ends_at: datetime | None = None
-    dismissable: bool | None = None
-
-
-class ErrorOut(Schema):
-    detail: str
-    errors: dict[str, list[str]] = Field(default_factory=dict, description="messages per field")
+    dismissable: StrictBool | None = None
 
 
 def _detail(announcement: Announcement) -> dict:
@@ -145,7 +141,12 @@ def _managed_by_caller(request: HttpRequest, announcement_id: int) -> tuple[Anno
     return announcement, None
 
 
-@router.get("/active", response=list[ActiveAnnouncementOut], auth=django_auth, summary="My active announcements")
+@router.get(
+    "/active",
+    response={200: list[ActiveAnnouncementOut], **errors(401)},
+    auth=django_auth,
+    summary="My active announcements",
+)
 def active_announcements(request: HttpRequest):
     """The active announcements the signed-in user has not dismissed, most severe first."""
     return services.active_for(request.user)
@@ -153,7 +154,7 @@ def active_announcements(request: HttpRequest):
 
 @router.post(
     "",
-    response={201: AnnouncementDetailOut, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut},
+    response={201: AnnouncementDetailOut, **errors(400, 401, 403, 404, 409, 422, 429)},
     auth=[ApiKeyAuth(), django_auth],
     summary="Publish or schedule an announcement (tenant admin, staff or tenant API key)",
 )
@@ -166,7 +167,7 @@ def create_announcement(
     ),
 ):
     """Publish (or schedule) an announcement. Send ``Idempotency-Key`` to retry safely."""
-    values = payload.dict()
+    values = payload.model_dump()
     slug = values.pop("tenant")
     scope = values.pop("scope")
     tenant = None
@@ -197,7 +198,7 @@ def create_announcement(
 
 @router.get(
     "/{announcement_id}",
-    response={200: AnnouncementDetailOut, 404: ErrorOut},
+    response={200: AnnouncementDetailOut, **errors(400, 401, 404, 429)},
     auth=[ApiKeyAuth(), django_auth],
     summary="One announcement with its status",
 )
@@ -211,7 +212,7 @@ def get_announcement(request: HttpRequest, announcement_id: int):
 
 @router.patch(
     "/{announcement_id}",
-    response={200: AnnouncementDetailOut, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+    response={200: AnnouncementDetailOut, **errors(400, 401, 403, 404, 429)},
     summary="Edit an announcement (changes live in every browser showing it)",
     auth=[ApiKeyAuth(), django_auth],
 )
@@ -222,7 +223,7 @@ def update_announcement(request: HttpRequest, announcement_id: int, payload: Ann
         return refusal
     try:
         announcement = services.do_update_announcement(
-            announcement, actor=_actor(request), changes=payload.dict(exclude_unset=True), via=_via(request)
+            announcement, actor=_actor(request), changes=payload.model_dump(exclude_unset=True), via=_via(request)
         )
     except ValidationError as error:
         return _validation_error(error)
@@ -231,7 +232,7 @@ def update_announcement(request: HttpRequest, announcement_id: int, payload: Ann
 
 @router.post(
     "/{announcement_id}/end",
-    response={200: AnnouncementDetailOut, 403: ErrorOut, 404: ErrorOut},
+    response={200: AnnouncementDetailOut, **errors(400, 401, 403, 404, 429)},
     summary="End an announcement now",
     auth=[ApiKeyAuth(), django_auth],
 )
@@ -245,7 +246,7 @@ def end_announcement(request: HttpRequest, announcement_id: int):
 
 @router.delete(
     "/{announcement_id}",
-    response={204: None, 403: ErrorOut, 404: ErrorOut},
+    response={204: None, **errors(400, 401, 403, 404, 429)},
     auth=[ApiKeyAuth(), django_auth],
     summary="Delete an announcement",
 )
@@ -260,7 +261,7 @@ def delete_announcement(request: HttpRequest, announcement_id: int):
 
 @router.post(
     "/{announcement_id}/dismiss",
-    response={204: None, 403: ErrorOut, 404: ErrorOut},
+    response={204: None, **errors(400, 401, 403, 404)},
     auth=django_auth,
     summary="Dismiss an announcement for me, on every device",
 )

@@ -1,0 +1,45 @@
+"""What every operation of the HTTP API shares: the error body, the error answers it declares, the body base.
+
+Every error the API gives, whoever produces it (a view, ninja's validation, its
+authentication and CSRF check, the rate limit, the database handler, or Django below
+ninja: ``liveplatform.middleware.JsonApiErrorsMiddleware``), is JSON of one shape,
+``ErrorOut``. Each operation lists the codes it can answer with ``errors(...)`` in its
+``response={...}``, so the OpenAPI document says so; tests/security/test_api_contract.py
+holds the document to it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from ninja import Field, Schema
+from pydantic import BaseModel, StrictInt
+
+# A database id (BIGINT). A larger number in a list is refused as input: SQL parameters
+# cannot carry it (SQLite raised OverflowError, a 500, for `user_ids: [-10**22]`).
+MAX_ID = 2**63 - 1
+Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+
+
+class ErrorOut(Schema):
+    """Every error answer of the API."""
+
+    detail: str = Field(description="what went wrong, in words for people")
+    errors: dict[str, list[str]] = Field(
+        default_factory=dict, description="400 only: messages per field (`field`, `query.name` or `path.name`)"
+    )
+
+
+def errors(*codes: int) -> dict[int, type[ErrorOut]]:
+    """``response={...}`` entries for the error answers an operation can give; 503 (database down) is always one."""
+    return {code: ErrorOut for code in sorted({*codes, 503})}
+
+
+class BodyIn(BaseModel):
+    """The base of every request body: a JSON object, validated as the schema says and nothing more.
+
+    A pydantic model, not ninja's ``Schema``: ``Schema`` also reads attributes of any
+    object it is given (for ORM rows), so a body of ``"AAA"`` became an announcement
+    titled ``"AAA".title()``. Fields that must not be coerced (an id from ``false``, a
+    flag from ``"yes"``) use ``Id`` and ``StrictBool``.
+    """
