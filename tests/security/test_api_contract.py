@@ -21,7 +21,7 @@ from tests.support.ws import session_cookie_for
 pytestmark = pytest.mark.stack
 
 ROOT = Path(__file__).resolve().parents[2]
-# Per operation and phase; raise both to search longer (API_FUZZ_EXAMPLES=500 API_FUZZ_SEED=…).
+# Per operation and phase; search longer with e.g. API_FUZZ_EXAMPLES=200 API_FUZZ_SEED=7.
 MAX_EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "10"))
 SEED = os.environ.get("API_FUZZ_SEED", "15")
 
