@@ -70,7 +70,10 @@ def own_origin(scope: dict[str, Any]) -> Origin | None:
     if not host:
         return None
     domain, _ = split_domain_port(host)
-    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+    allowed_hosts = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed_hosts:  # as HttpRequest.get_host decides it
+        allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]
+    if not domain or not validate_host(domain, allowed_hosts):
         return None
     return parse_origin(f"{'https' if _is_secure(scope) else 'http'}://{host}")
 

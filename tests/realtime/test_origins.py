@@ -66,3 +66,12 @@ def test_no_origin_is_refused_unless_the_route_allows_it(settings):
     settings.ALLOWED_HOSTS = ["live.example.com"]
     assert not origin_allowed(scope("live.example.com", None))
     assert origin_allowed(scope("live.example.com", None), allow_missing=True)
+
+
+def test_with_debug_and_no_allowed_hosts_localhost_is_ours_as_for_http(settings):
+    """Tests the development default Django itself applies to Host when ALLOWED_HOSTS is empty."""
+    settings.DEBUG, settings.ALLOWED_HOSTS = True, []
+    assert origin_allowed(scope("localhost:8000", "http://localhost:8000"))
+    assert not origin_allowed(scope("localhost:8000", "http://localhost:8001"))
+    settings.DEBUG = False
+    assert not origin_allowed(scope("localhost:8000", "http://localhost:8000"))
