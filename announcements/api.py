@@ -19,12 +19,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest
 from ninja import Header, Router, Schema, Status
 from ninja.security import django_auth
-from pydantic import Field, StrictBool
+from pydantic import ConfigDict, Field, StrictBool
 
 from accounts.api_auth import ApiKeyAuth
 from accounts.idempotency import idempotent
 from accounts.models import ApiKey, Membership, Tenant
-from liveplatform.api_schemas import BodyIn, errors
+from liveplatform.api_schemas import BodyIn, DateTimeIn, errors
 
 from . import services
 from .models import Announcement
@@ -63,6 +63,20 @@ class AnnouncementDetailOut(AnnouncementOut):
 
 
 class AnnouncementIn(BodyIn):
+    """An announcement to publish now or to schedule; a tenant API key publishes to its own tenant."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"title": "Deploy finished", "body": "Version **1.4.2** is live.", "severity": "info"},
+                {"title": "Maintenance window", "body": "The platform restarts between 08:00 and 10:00 UTC.",
+                 "severity": "warning", "starts_at": "2030-06-01T07:30:00Z", "ends_at": "2030-06-01T10:00:00Z"},
+                {"scope": "tenant", "tenant": "acme", "title": "New terms of service", "style": "modal",
+                 "severity": "critical", "audience": "admins", "dismissable": False},
+            ]
+        }
+    )  # fmt: skip
+
     scope: Literal["tenant", "platform"] = "tenant"
     tenant: str | None = Field(None, description="Tenant slug; API keys may omit it (their own tenant).")
     title: str = Field(..., min_length=1, max_length=200)
@@ -70,19 +84,25 @@ class AnnouncementIn(BodyIn):
     severity: Severity = "info"
     style: Style = "banner"
     audience: AudienceFilter = "all"
-    starts_at: datetime | None = Field(None, description="Omit to publish now.")
-    ends_at: datetime | None = Field(None, description="Omit to keep it until ended.")
+    starts_at: DateTimeIn | None = Field(None, description="Omit to publish now.")
+    ends_at: DateTimeIn | None = Field(None, description="Omit to keep it until ended.")
     dismissable: StrictBool = True
 
 
 class AnnouncementPatch(BodyIn):
+    """The fields to change; the others stay as they are."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"severity": "critical", "body": "Extended until **11:00 UTC**."}]}
+    )
+
     title: str | None = Field(None, min_length=1, max_length=200)
     body: str | None = Field(None, max_length=10_000)
     severity: Severity | None = None
     style: Style | None = None
     audience: AudienceFilter | None = None
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
+    starts_at: DateTimeIn | None = None
+    ends_at: DateTimeIn | None = None
     dismissable: StrictBool | None = None
 
 

@@ -10,15 +10,30 @@ holds the document to it.
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated
 
 from ninja import Field, Schema
-from pydantic import BaseModel, StrictInt
+from pydantic import BaseModel, BeforeValidator, StrictInt
 
 # A database id (BIGINT). A larger number in a list is refused as input: SQL parameters
 # cannot carry it (SQLite raised OverflowError, a 500, for `user_ids: [-10**22]`).
 MAX_ID = 2**63 - 1
 Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339(value: object) -> object:
+    """What the document's ``format: date-time`` promises: a string with a date, a time and an offset."""
+    if not isinstance(value, str) or not RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time with its offset, e.g. 2030-06-01T07:30:00Z")
+    return value
+
+
+# pydantic alone would also take 0 (the Unix epoch) or a date without a time.
+DateTimeIn = Annotated[datetime, BeforeValidator(_rfc3339)]
 
 
 class ErrorOut(Schema):
@@ -41,5 +56,5 @@ class BodyIn(BaseModel):
     A pydantic model, not ninja's ``Schema``: ``Schema`` also reads attributes of any
     object it is given (for ORM rows), so a body of ``"AAA"`` became an announcement
     titled ``"AAA".title()``. Fields that must not be coerced (an id from ``false``, a
-    flag from ``"yes"``) use ``Id`` and ``StrictBool``.
+    flag from ``"yes"``, a time from ``0``) use ``Id``, ``StrictBool`` and ``DateTimeIn``.
     """

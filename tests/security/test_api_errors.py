@@ -81,9 +81,12 @@ def test_a_session_post_without_its_csrf_token_is_a_json_403(acme):
         ("/api/v1/notifications", {"user_ids": ["7"], "title": "x"}),
         ("/api/v1/notifications", {"tenant": "yes", "title": "x"}),
         ("/api/v1/notifications", {"user_ids": [-(10**22)], "title": "x"}),
+        ("/api/v1/announcements", {"title": "x", "starts_at": 0}),
+        ("/api/v1/announcements", {"title": "x", "starts_at": "2030-06-01"}),
     ],
-    ids=["string-body", "list-body", "false-as-id", "string-as-id", "string-as-flag", "id-beyond-bigint"],
-)
+    ids=["string-body", "list-body", "false-as-id", "string-as-id", "string-as-flag", "id-beyond-bigint",
+         "epoch-number-as-time", "date-without-time"],
+)  # fmt: skip
 def test_a_body_the_schema_does_not_allow_is_400_and_changes_nothing(acme, url, body):
     """Tests bodies that used to be coerced or crashed: "AAA" made an announcement titled "Aaa"; -10**22 was a 500."""
     response = Client().post(
