@@ -79,7 +79,8 @@ class AnnouncementIn(BodyIn):
 
     scope: Literal["tenant", "platform"] = "tenant"
     tenant: str | None = Field(None, description="Tenant slug; API keys may omit it (their own tenant).")
-    title: str = Field(..., min_length=1, max_length=200)
+    # Blank after trimming is refused (services.clean_fields); the pattern says so in the document.
+    title: str = Field(..., min_length=1, max_length=200, json_schema_extra={"pattern": r"\S"})
     body: str = Field("", max_length=10_000, description="Safe Markdown subset.")
     severity: Severity = "info"
     style: Style = "banner"

@@ -41,7 +41,7 @@ class ErrorOut(Schema):
 
     detail: str = Field(description="what went wrong, in words for people")
     errors: dict[str, list[str]] = Field(
-        default_factory=dict, description="400 only: messages per field (`field`, `query.name` or `path.name`)"
+        default_factory=dict, description="400 only: messages per field or parameter, by its name"
     )
 
 

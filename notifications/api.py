@@ -95,7 +95,8 @@ class NotificationIn(BodyIn):
         "general", pattern=services.CATEGORY_RE.pattern, description="a short slug; preferences key on it"
     )
     level: Literal["info", "success", "warning", "error"] = "info"
-    title: str = Field(min_length=1, max_length=services.TITLE_MAX)
+    # The pattern tells the document what title_not_blank checks.
+    title: str = Field(min_length=1, max_length=services.TITLE_MAX, json_schema_extra={"pattern": r"\S"})
     body: str = Field("", max_length=services.BODY_MAX, description="plain text or safe Markdown")
     link: str = Field("", max_length=services.LINK_MAX, description="a path inside the platform, e.g. /t/acme/")
     data: dict[str, Any] = Field(default_factory=dict, description="any JSON object, passed to clients as is")

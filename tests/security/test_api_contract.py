@@ -74,12 +74,11 @@ include-method = "PATCH"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
 """
     )
-    st = Path(sys.executable).parent / "st"
     result = subprocess.run(
         [
-            str(st), "--config-file", str(config), "--no-color", "run", f"{live.http_url}/api/v1/openapi.json",
-            "--checks", "all", "--max-examples", str(MAX_EXAMPLES), "--seed", SEED, "--workers", "1",
-            "--request-timeout", "10",
+            sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color",
+            "run", f"{live.http_url}/api/v1/openapi.json", "--checks", "all",
+            "--max-examples", str(MAX_EXAMPLES), "--seed", SEED, "--workers", "1", "--request-timeout", "10",
         ],
         cwd=tmp_path,
         env={
