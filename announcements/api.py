@@ -19,11 +19,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest
 from ninja import Header, Router, Schema, Status
 from ninja.security import django_auth
-from pydantic import Field
+from pydantic import ConfigDict, Field, StrictBool
 
 from accounts.api_auth import ApiKeyAuth
 from accounts.idempotency import idempotent
 from accounts.models import ApiKey, Membership, Tenant
+from liveplatform.api_schemas import BodyIn, DateTimeIn, errors
 
 from . import services
 from .models import Announcement
@@ -61,33 +62,49 @@ class AnnouncementDetailOut(AnnouncementOut):
     updated_at: datetime
 
 
-class AnnouncementIn(Schema):
+class AnnouncementIn(BodyIn):
+    """An announcement to publish now or to schedule; a tenant API key publishes to its own tenant."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"title": "Deploy finished", "body": "Version **1.4.2** is live.", "severity": "info"},
+                {"title": "Maintenance window", "body": "The platform restarts between 08:00 and 10:00 UTC.",
+                 "severity": "warning", "starts_at": "2030-06-01T07:30:00Z", "ends_at": "2030-06-01T10:00:00Z"},
+                {"scope": "tenant", "tenant": "acme", "title": "New terms of service", "style": "modal",
+                 "severity": "critical", "audience": "admins", "dismissable": False},
+            ]
+        }
+    )  # fmt: skip
+
     scope: Literal["tenant", "platform"] = "tenant"
     tenant: str | None = Field(None, description="Tenant slug; API keys may omit it (their own tenant).")
-    title: str = Field(..., min_length=1, max_length=200)
+    # Blank after trimming is refused (services.clean_fields); the pattern says so in the document.
+    title: str = Field(..., min_length=1, max_length=200, json_schema_extra={"pattern": r"\S"})
     body: str = Field("", max_length=10_000, description="Safe Markdown subset.")
     severity: Severity = "info"
     style: Style = "banner"
     audience: AudienceFilter = "all"
-    starts_at: datetime | None = Field(None, description="Omit to publish now.")
-    ends_at: datetime | None = Field(None, description="Omit to keep it until ended.")
-    dismissable: bool = True
+    starts_at: DateTimeIn | None = Field(None, description="Omit to publish now.")
+    ends_at: DateTimeIn | None = Field(None, description="Omit to keep it until ended.")
+    dismissable: StrictBool = True
 
 
-class AnnouncementPatch(Schema):
+class AnnouncementPatch(BodyIn):
+    """The fields to change; the others stay as they are."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"severity": "critical", "body": "Extended until **11:00 UTC**."}]}
+    )
+
     title: str | None = Field(None, min_length=1, max_length=200)
     body: str | None = Field(None, max_length=10_000)
     severity: Severity | None = None
     style: Style | None = None
     audience: AudienceFilter | None = None
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
-    dismissable: bool | None = None
-
-
-class ErrorOut(Schema):
-    detail: str
-    errors: dict[str, list[str]] = Field(default_factory=dict, description="messages per field")
+    starts_at: DateTimeIn | None = None
+    ends_at: DateTimeIn | None = None
+    dismissable: StrictBool | None = None
 
 
 def _detail(announcement: Announcement) -> dict:
@@ -145,7 +162,12 @@ def _managed_by_caller(request: HttpRequest, announcement_id: int) -> tuple[Anno
     return announcement, None
 
 
-@router.get("/active", response=list[ActiveAnnouncementOut], auth=django_auth, summary="My active announcements")
+@router.get(
+    "/active",
+    response={200: list[ActiveAnnouncementOut], **errors(401)},
+    auth=django_auth,
+    summary="My active announcements",
+)
 def active_announcements(request: HttpRequest):
     """The active announcements the signed-in user has not dismissed, most severe first."""
     return services.active_for(request.user)
@@ -153,7 +175,7 @@ def active_announcements(request: HttpRequest):
 
 @router.post(
     "",
-    response={201: AnnouncementDetailOut, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut},
+    response={201: AnnouncementDetailOut, **errors(400, 401, 403, 404, 409, 422, 429)},
     auth=[ApiKeyAuth(), django_auth],
     summary="Publish or schedule an announcement (tenant admin, staff or tenant API key)",
 )
@@ -166,7 +188,7 @@ def create_announcement(
     ),
 ):
     """Publish (or schedule) an announcement. Send ``Idempotency-Key`` to retry safely."""
-    values = payload.dict()
+    values = payload.model_dump()
     slug = values.pop("tenant")
     scope = values.pop("scope")
     tenant = None
@@ -197,7 +219,7 @@ def create_announcement(
 
 @router.get(
     "/{announcement_id}",
-    response={200: AnnouncementDetailOut, 404: ErrorOut},
+    response={200: AnnouncementDetailOut, **errors(400, 401, 404, 429)},
     auth=[ApiKeyAuth(), django_auth],
     summary="One announcement with its status",
 )
@@ -211,7 +233,7 @@ def get_announcement(request: HttpRequest, announcement_id: int):
 
 @router.patch(
     "/{announcement_id}",
-    response={200: AnnouncementDetailOut, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+    response={200: AnnouncementDetailOut, **errors(400, 401, 403, 404, 429)},
     summary="Edit an announcement (changes live in every browser showing it)",
     auth=[ApiKeyAuth(), django_auth],
 )
@@ -222,7 +244,7 @@ def update_announcement(request: HttpRequest, announcement_id: int, payload: Ann
         return refusal
     try:
         announcement = services.do_update_announcement(
-            announcement, actor=_actor(request), changes=payload.dict(exclude_unset=True), via=_via(request)
+            announcement, actor=_actor(request), changes=payload.model_dump(exclude_unset=True), via=_via(request)
         )
     except ValidationError as error:
         return _validation_error(error)
@@ -231,7 +253,7 @@ def update_announcement(request: HttpRequest, announcement_id: int, payload: Ann
 
 @router.post(
     "/{announcement_id}/end",
-    response={200: AnnouncementDetailOut, 403: ErrorOut, 404: ErrorOut},
+    response={200: AnnouncementDetailOut, **errors(400, 401, 403, 404, 429)},
     summary="End an announcement now",
     auth=[ApiKeyAuth(), django_auth],
 )
@@ -245,7 +267,7 @@ def end_announcement(request: HttpRequest, announcement_id: int):
 
 @router.delete(
     "/{announcement_id}",
-    response={204: None, 403: ErrorOut, 404: ErrorOut},
+    response={204: None, **errors(400, 401, 403, 404, 429)},
     auth=[ApiKeyAuth(), django_auth],
     summary="Delete an announcement",
 )
@@ -260,7 +282,7 @@ def delete_announcement(request: HttpRequest, announcement_id: int):
 
 @router.post(
     "/{announcement_id}/dismiss",
-    response={204: None, 403: ErrorOut, 404: ErrorOut},
+    response={204: None, **errors(400, 401, 403, 404)},
     auth=django_auth,
     summary="Dismiss an announcement for me, on every device",
 )

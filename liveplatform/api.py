@@ -18,9 +18,48 @@ from notifications.api import router as notifications_router
 from realtime.api import router as realtime_router
 from workers.api import router as workers_router
 
+DESCRIPTION = """
+The HTTP API of the Live Platform: send notifications to the members of a tenant,
+publish announcements, read and mark a user's own notifications, follow background
+jobs, and get a ticket for a real-time socket. What the API changes reaches open
+browsers at once over the platform's WebSocket (`/ws/`, see docs/protocol.md).
+
+## Authentication
+
+* **Services** send `Authorization: Bearer lpk_…`, an API key a tenant admin creates
+  on the tenant's API keys page. A key acts for its own tenant only.
+* **The browser** (the bell, the inbox, the jobs page) uses the Django session cookie
+  of a logged-in user. Unsafe methods (POST, PATCH, DELETE) then also need the CSRF
+  token: the `csrftoken` cookie's value in an `X-CSRFToken` header. The tenant is the
+  `tenant` query parameter (its slug); a tenant the user is not a member of answers 404.
+
+## Errors
+
+Every error is JSON: `{"detail": "…", "errors": {"field": ["…"]}}`, where `errors`
+(messages per field) comes with 400 only. Each operation lists the codes it can give:
+
+| code | meaning |
+|---|---|
+| 400 | an invalid path, query or body (see `errors`), or recipients outside the key's tenant |
+| 401 | no valid API key or session |
+| 403 | not allowed (a member where an admin is needed; a key outside its tenant), or no CSRF token |
+| 404 | no such object, or one of another tenant (the same answer: the API does not say which) |
+| 409 | a request with the same `Idempotency-Key` is still running; a job that cannot be cancelled or retried now |
+| 422 | an `Idempotency-Key` reused with a different request |
+| 429 | over the API key's rate (`API_KEY_RATE_LIMIT`, 600 a minute by default): wait `Retry-After` seconds |
+| 503 | the database is unavailable for a moment; nothing was saved: retry after `Retry-After` seconds |
+
+## Retrying safely
+
+`POST /notifications` and `POST /announcements` take an `Idempotency-Key` header: a retry
+with the same key and body gets the first answer again for 24 hours, and nothing is
+sent twice.
+"""
+
 api = NinjaAPI(
     title="Live Platform API",
     version="1",
+    description=DESCRIPTION.strip(),
     urls_namespace="api-v1",
     docs_url="/docs",
     # Per API key (settings.API_KEY_RATE_LIMIT): 429 with Retry-After over the limit.

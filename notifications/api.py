@@ -18,12 +18,13 @@ from django.db.models.functions import Lower
 from django.http import Http404, HttpRequest
 from ninja import Field, Header, Query, Router, Schema, Status
 from ninja.security import django_auth
-from pydantic import ConfigDict, field_validator, model_validator
+from pydantic import ConfigDict, StrictBool, field_validator, model_validator
 
 from accounts.api_auth import ApiKeyAuth
 from accounts.idempotency import idempotent
 from accounts.models import Membership
 from accounts.tenancy import resolve_membership
+from liveplatform.api_schemas import BodyIn, Id, errors
 
 from . import services
 from .models import Notification
@@ -40,20 +41,62 @@ NOT_A_MEMBER = "Not a member of this API key's tenant: {}"
 # ------------------------------------------------------------------------------
 # Schemas
 # ------------------------------------------------------------------------------
-class NotificationIn(Schema):
+# "Exactly one of user_ids, emails or tenant=true", and role only with tenant=true, as JSON
+# Schema: the document says what one_kind_of_recipients below enforces.
+RECIPIENTS_ONE_OF = [
+    {
+        "title": "Members by id",
+        "required": ["user_ids"],
+        "properties": {
+            "user_ids": {"minItems": 1},
+            "emails": {"maxItems": 0},
+            "tenant": {"const": False},
+            "role": {"const": None},
+        },
+    },
+    {
+        "title": "Members by email",
+        "required": ["emails"],
+        "properties": {
+            "emails": {"minItems": 1},
+            "user_ids": {"maxItems": 0},
+            "tenant": {"const": False},
+            "role": {"const": None},
+        },
+    },
+    {
+        "title": "Every member of the tenant (or every member of one role)",
+        "required": ["tenant"],
+        "properties": {"tenant": {"const": True}, "user_ids": {"maxItems": 0}, "emails": {"maxItems": 0}},
+    },
+]
+NOTIFICATION_EXAMPLES = [
+    {"tenant": True, "title": "Maintenance tonight", "body": "The platform restarts at **22:00 UTC**.",
+     "level": "warning", "category": "maintenance"},
+    {"emails": ["alice@acme.test"], "title": "Your export is ready", "level": "success", "category": "exports",
+     "link": "/t/acme/jobs/"},
+    {"tenant": True, "role": "admin", "title": "Invoice overdue", "level": "error", "category": "billing",
+     "data": {"invoice": "2026-0042"}},
+]  # fmt: skip
+
+
+class NotificationIn(BodyIn):
     """A notification to send. Name the recipients with exactly one of user_ids, emails or tenant."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"oneOf": RECIPIENTS_ONE_OF, "examples": NOTIFICATION_EXAMPLES}
+    )
 
-    user_ids: list[int] = Field(default_factory=list, max_length=MAX_RECIPIENTS, description="member user ids")
+    user_ids: list[Id] = Field(default_factory=list, max_length=MAX_RECIPIENTS, description="member user ids")
     emails: list[str] = Field(default_factory=list, max_length=MAX_RECIPIENTS, description="member emails")
-    tenant: bool = Field(False, description="every member of the key's tenant")
+    tenant: StrictBool = Field(False, description="every member of the key's tenant")
     role: Literal["admin", "member"] | None = Field(None, description="with tenant=true: only members of this role")
     category: str = Field(
         "general", pattern=services.CATEGORY_RE.pattern, description="a short slug; preferences key on it"
     )
     level: Literal["info", "success", "warning", "error"] = "info"
-    title: str = Field(min_length=1, max_length=services.TITLE_MAX)
+    # The pattern tells the document what title_not_blank checks.
+    title: str = Field(min_length=1, max_length=services.TITLE_MAX, json_schema_extra={"pattern": r"\S"})
     body: str = Field("", max_length=services.BODY_MAX, description="plain text or safe Markdown")
     link: str = Field("", max_length=services.LINK_MAX, description="a path inside the platform, e.g. /t/acme/")
     data: dict[str, Any] = Field(default_factory=dict, description="any JSON object, passed to clients as is")
@@ -94,11 +137,6 @@ class SentOut(Schema):
     tenant: str
 
 
-class ErrorOut(Schema):
-    detail: str
-    errors: dict[str, list[str]] = Field(default_factory=dict, description="messages per field")
-
-
 class CountsOut(Schema):
     unread: int
     unseen: int
@@ -126,8 +164,10 @@ class PageOut(Schema):
     counts: CountsOut
 
 
-class IdsIn(Schema):
-    ids: list[int] = Field(max_length=500)
+class IdsIn(BodyIn):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"ids": [1041, 1042]}]})
+
+    ids: list[Id] = Field(max_length=500, description="notification ids the bell listed")
 
 
 # ------------------------------------------------------------------------------
@@ -150,7 +190,7 @@ def _members_by_email(tenant, emails: list[str]) -> tuple[list[int] | None, dict
 @router.post(
     "",
     auth=ApiKeyAuth(),
-    response={201: SentOut, 400: ErrorOut, 409: ErrorOut, 422: ErrorOut},
+    response={201: SentOut, **errors(400, 401, 409, 422, 429)},
     summary="Send a notification (API key)",
 )
 @idempotent
@@ -204,7 +244,7 @@ def _own(membership: Membership, notification_id: int) -> None:
         raise Http404("No such notification")
 
 
-@router.get("", auth=django_auth, response={200: PageOut}, summary="List my notifications in a tenant")
+@router.get("", auth=django_auth, response={200: PageOut, **errors(400, 401, 404)}, summary="List my notifications")
 def list_notifications(
     request: HttpRequest,
     tenant: str = Query(description="tenant slug"),
@@ -231,21 +271,36 @@ def list_notifications(
     }
 
 
-@router.get("/counts", auth=django_auth, response=CountsOut, summary="My unread and unseen counts in a tenant")
+@router.get(
+    "/counts",
+    auth=django_auth,
+    response={200: CountsOut, **errors(400, 401, 404)},
+    summary="My unread and unseen counts",
+)
 def get_counts(request: HttpRequest, tenant: str = Query(description="tenant slug")):
     """The badge's numbers, read from the counter row (no COUNT)."""
     membership = _membership(request, tenant)
     return services.counts_for(membership.tenant, request.user)
 
 
-@router.post("/read-all", auth=django_auth, response=CountsOut, summary="Mark all my notifications read")
+@router.post(
+    "/read-all",
+    auth=django_auth,
+    response={200: CountsOut, **errors(400, 401, 403, 404)},
+    summary="Mark all my notifications read",
+)
 def mark_all_read(request: HttpRequest, tenant: str = Query(description="tenant slug")):
     """Every unread notification in the tenant becomes read; all the user's tabs clear their badge."""
     membership = _membership(request, tenant)
     return services.do_mark_all_read(membership.tenant, request.user)
 
 
-@router.post("/seen", auth=django_auth, response=CountsOut, summary="Mark notifications seen (bell opened)")
+@router.post(
+    "/seen",
+    auth=django_auth,
+    response={200: CountsOut, **errors(400, 401, 403, 404)},
+    summary="Mark notifications seen (bell opened)",
+)
 def mark_seen(request: HttpRequest, payload: IdsIn, tenant: str = Query(description="tenant slug")):
     """The bell listed these notifications: they are seen, still unread."""
     membership = _membership(request, tenant)
@@ -275,9 +330,10 @@ def _action_view(action: str):
 
 for _action in ACTIONS:
     router.post(
-        f"/{{int:notification_id}}/{_action}",
+        # A plain {notification_id}: a malformed id is ninja's JSON 400, not Django's HTML 404 for an unmatched URL.
+        f"/{{notification_id}}/{_action}",
         auth=django_auth,
-        response=CountsOut,
+        response={200: CountsOut, **errors(400, 401, 403, 404)},
         summary=f"{_action.capitalize()} a notification",
         operation_id=f"notifications_{_action}",
     )(_action_view(_action))

@@ -6,6 +6,8 @@ from django.http import HttpRequest
 from ninja import Router, Schema, Status
 from ninja.security import django_auth
 
+from liveplatform.api_schemas import errors
+
 from . import tickets
 
 router = Router(tags=["realtime"])
@@ -17,7 +19,10 @@ class TicketOut(Schema):
     url: str
 
 
-@router.post("/tickets", response={201: TicketOut}, auth=django_auth)
+# 403: the session's CSRF token is missing or wrong (a POST with a session cookie needs it).
+@router.post(
+    "/tickets", response={201: TicketOut, **errors(401, 403)}, auth=django_auth, summary="Mint a socket ticket"
+)
 def create_ticket(request: HttpRequest):
     """Mint a single-use, short-lived ticket for a socket on /ws/app/ (send it in the first frame)."""
     ticket, expires_at = tickets.issue_ticket(request.user)

@@ -1,28 +1,18 @@
 """WebSocket routes: the browser socket (cookie + Origin check) and the app socket (ticket)."""
 
 from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator
-from django.conf import settings
 from django.urls import path
 
 from .app_consumer import AppConsumer
 from .auth import SessionAuthMiddleware
 from .consumers import RealtimeConsumer
-
-
-class ForeignOriginRefused(OriginValidator):
-    """Let clients without an Origin header in (apps), but refuse a browser on a foreign site."""
-
-    def valid_origin(self, parsed_origin) -> bool:
-        if parsed_origin is None:
-            return True
-        return super().valid_origin(parsed_origin)
-
+from .origins import SameOriginOnly
 
 websocket_urlpatterns = [
-    # The Origin first (no database work for a foreign page), then the session in one hop.
-    path("ws/", AllowedHostsOriginValidator(SessionAuthMiddleware(RealtimeConsumer.as_asgi()))),
-    path("ws/app/", ForeignOriginRefused(AppConsumer.as_asgi(), settings.ALLOWED_HOSTS)),
+    # The Origin first (scheme, host and port; no database work for a foreign page), then the session in one hop.
+    path("ws/", SameOriginOnly(SessionAuthMiddleware(RealtimeConsumer.as_asgi()))),
+    # Apps send no Origin and authenticate by ticket; a browser page on another site is still refused.
+    path("ws/app/", SameOriginOnly(AppConsumer.as_asgi(), allow_missing=True)),
 ]
 
 websocket_application = URLRouter(websocket_urlpatterns)

@@ -17,6 +17,11 @@ plain ASGI when they are not (daphne, Channels' test communicator); a client see
 the same protocol either way. Start uvicorn with
 ``--ws realtime.transport:BroadcastWebSocketProtocol``.
 
+A client frame over ``REALTIME_MAX_FRAME_BYTES`` is refused from its header: the
+parser's limit is that setting (uvicorn's ``--ws-max-size``, 16 MiB by default, would
+let each socket buffer that much first), and the connection closes with 1009 the
+client can read, not a TCP reset (``handle_parser_exception``).
+
 It also keeps less per socket than uvicorn's (``ReceiveQueue``, ``WritableFlag``, and
 the handshake's headers dropped once it is done): memory per idle socket is one of
 issue 7's targets.
@@ -153,6 +158,8 @@ class BroadcastWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue = ReceiveQueue()  # type: ignore[assignment]
         self.writable = WritableFlag()  # type: ignore[assignment]
+        # websockets' parser refuses a longer message at its frame header (close 1009).
+        self.conn.max_message_size = settings.REALTIME["MAX_FRAME_BYTES"]
 
     def handle_connect(self, event) -> None:
         super().handle_connect(event)
@@ -171,6 +178,31 @@ class BroadcastWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None:
             scope["extensions"].pop(DIRECT, None)
+
+    def handle_parser_exception(self) -> None:
+        """Fail the connection (1009 too big, 1002, 1007) so that the client reads the close frame.
+
+        uvicorn closes the TCP connection at once, while the client is still sending
+        the frame: the kernel answers bytes that arrive at a closed socket with a
+        reset, and the client may lose the close frame before reading it. Instead
+        the close frame goes out with our FIN (websockets' ``fail`` queued both),
+        what the client still sends is read and discarded (its parser now discards),
+        and the connection ends when the client closes or after ``close_timeout``.
+        """
+        if self.close_sent:
+            return  # already failing or closing: the rest is discarded
+        close = self.conn.close_sent
+        code, reason = (close.code, close.reason) if close is not None else (1006, "")
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        # Also keeps run_asgi from closing the transport when the application returns.
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
 
     async def send(self, message) -> None:
         await super().send(message)

@@ -101,6 +101,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: every response (redirects and errors included) carries the request id.
     "liveplatform.request_id.RequestIdMiddleware",
+    # Every error under /api/ is JSON, whichever layer below produced it.
+    "liveplatform.middleware.JsonApiErrorsMiddleware",
     "liveplatform.observability.ApiMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

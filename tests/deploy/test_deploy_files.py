@@ -107,6 +107,25 @@ def test_the_image_is_multi_stage_non_root_with_static_files_and_a_health_check(
     assert subprocess.run(["sh", "-n", str(entrypoint)], capture_output=True).returncode == 0
 
 
+def test_the_image_build_step_loads_the_production_settings(tmp_path):
+    """Tests the Dockerfile's collectstatic environment against the production settings' start-up checks."""
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    build_env = re.search(r"^RUN (.*?)python manage\.py collectstatic --noinput", text, flags=re.M).group(1)
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "SECURE_"))}
+    env.pop("REDIS_URL", None)
+    env.pop("DATABASE_URL", None)
+    env.update(
+        DJANGO_SETTINGS_MODULE="liveplatform.settings.production",
+        VAR_DIR=str(tmp_path),
+        PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+    )
+    result = subprocess.run(
+        ["sh", "-c", f"{build_env} python manage.py check"], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_systemd_units_start_each_role_and_outwait_the_drain():
     """Tests the units parse, run the right commands and give the drain time to finish."""
     units = {}

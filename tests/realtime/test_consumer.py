@@ -89,7 +89,7 @@ def _connect_as(user):
         application,
         f"/ws/{query}",
         headers=[
-            (b"host", b"127.0.0.1"),
+            (b"host", b"127.0.0.1:8000"),
             (b"origin", b"http://127.0.0.1:8000"),
             (b"cookie", f"sessionid={cookie}".encode()),
         ],

@@ -25,7 +25,7 @@ ORIGIN = b"http://127.0.0.1:8000"
 def browser_socket(cookie: str | None, query: str = "") -> WebsocketCommunicator:
     from liveplatform.asgi import application
 
-    headers = [(b"host", b"127.0.0.1"), (b"origin", ORIGIN)]
+    headers = [(b"host", b"127.0.0.1:8000"), (b"origin", ORIGIN)]
     if cookie is not None:
         headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
     return WebsocketCommunicator(application, f"/ws/{query}", headers=headers)

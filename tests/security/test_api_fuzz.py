@@ -1,9 +1,10 @@
 """HTTP API fuzz: every operation in the OpenAPI document, called with random input, never answers 500.
 
 Requests are generated with hypothesis from the published document itself
-(/api/v1/openapi.json), so a new endpoint is fuzzed without touching this file.
-schemathesis was not used: hypothesis is already a dependency and this covers the
-same ground (every operation, random parameters and bodies, both auth schemes).
+(/api/v1/openapi.json), so a new endpoint is fuzzed without touching this file. It
+runs in-process with Django's test client, ids and bodies far outside the document
+included; test_api_contract.py runs schemathesis against a real server and holds every
+answer to the document.
 """
 
 from __future__ import annotations

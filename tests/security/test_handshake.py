@@ -44,6 +44,32 @@ def test_a_valid_session_cookie_with_a_foreign_or_missing_origin_is_refused(live
         assert sock.wait_type("hello")["data"]["user"] == alice.pk
 
 
+@pytest.mark.parametrize(
+    "origin",
+    ["https://127.0.0.1:{port}", "http://127.0.0.1:{other_port}", "http://localhost:{port}", "ws://127.0.0.1:{port}"],
+    ids=["other-scheme", "other-port", "other-host-also-in-allowed-hosts", "not-a-web-origin"],
+)
+def test_an_origin_that_differs_in_scheme_port_or_host_is_refused(live, alice, origin):
+    """Tests that the Origin is compared whole: another port or scheme on the same machine is another site."""
+    port = live.server.port
+    origin = origin.format(port=port, other_port=port + 1)
+    assert refused_status(live, session=session_cookie_for(alice), origin=origin) == 403
+    assert refused_status(live, path="/ws/app/", origin=origin) == 403
+
+
+def test_the_exact_origin_is_accepted_on_both_routes_and_apps_need_none(live, alice):
+    """Tests the other side: the platform's own origin (scheme, host, port) opens both routes."""
+    from realtime.tickets import issue_ticket
+
+    own = f"http://127.0.0.1:{live.server.port}"
+    with open_socket(live.ws_url, session=session_cookie_for(alice), origin=own) as sock:
+        assert sock.wait_type("hello")["data"]["user"] == alice.pk
+    for origin in (own, None):
+        with open_socket(live.ws_url, path="/ws/app/", origin=origin) as sock:
+            sock.send({"type": "auth", "ticket": issue_ticket(alice)[0]})
+            assert sock.wait_type("hello")["data"]["user"] == alice.pk
+
+
 def test_an_expired_session_is_refused(live, alice):
     """Tests that a session past its expiry date cannot open a socket."""
     cookie = session_cookie_for(alice)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -21,6 +23,7 @@ def _production_env(tmp_path, **extra) -> dict[str, str]:
         "ALLOWED_HOSTS": "live.example.com",
         # Nothing listens there: the checks must not need Redis (no embedded server is started).
         "REDIS_URL": "redis://127.0.0.1:9/0",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'production.sqlite3'}",
         "VAR_DIR": str(tmp_path / "var"),
     }
     env.update(extra)
@@ -42,19 +45,66 @@ def test_check_deploy_prints_no_warning_under_production_settings(tmp_path):
     assert "WARNINGS" not in result.stdout + result.stderr
 
 
-def test_production_refuses_to_start_without_a_real_secret_key(tmp_path):
-    """Tests that a missing or development secret stops start-up instead of signing with a known key."""
-    for secret in ("", "dev-insecure-0pxq8wz1m3c7-not-for-production" + "x" * 20, "short"):
+def _start(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``manage.py check`` under ``env``: the first thing any production process does is load the settings."""
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        None,
+        "",
+        "short",
+        "a" * 50,
+        "ab" * 40,
+        "dev-insecure-0pxq8wz1m3c7-not-for-production" + "x" * 20,
+        "django-insecure-" + secrets.token_urlsafe(48),
+        "CHANGE-ME",
+        "CHANGE-ME-" + secrets.token_urlsafe(48),
+    ],
+    ids=["missing", "empty", "short", "50-times-a", "low-entropy", "dev-default", "django-default", "placeholder",
+         "placeholder-padded"],
+)  # fmt: skip
+def test_production_refuses_to_start_with_a_weak_or_default_secret_key(tmp_path, secret):
+    """Tests that a missing, short, patterned or published secret stops start-up instead of signing with it."""
+    env = _production_env(tmp_path)
+    if secret is None:
+        env.pop("SECRET_KEY")
+    else:
+        env["SECRET_KEY"] = secret
+    result = _start(env)
+    assert result.returncode != 0
+    assert "SECRET_KEY must be" in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("missing", ["DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS"])
+def test_production_refuses_to_start_without_its_database_redis_or_allowed_hosts(tmp_path, missing):
+    """Tests no silent fall-back in production: no SQLite file, no embedded Redis, no localhost-only hosts."""
+    for unset in (True, False):  # not set at all, or set to nothing
         env = _production_env(tmp_path)
-        if secret:
-            env["SECRET_KEY"] = secret
+        if unset:
+            env.pop(missing)
         else:
-            env.pop("SECRET_KEY")
-        result = subprocess.run(
-            [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-        )
+            env[missing] = ""
+        result = _start(env)
         assert result.returncode != 0
-        assert "SECRET_KEY" in result.stderr
+        assert f"{missing} must be set in production" in result.stderr, result.stderr[-2000:]
+        # Refused before the shared settings ran: they create var/ and start an embedded Redis.
+        assert not (tmp_path / "var").exists()
+
+
+def test_production_lists_every_problem_at_once(tmp_path):
+    """Tests that an operator fixing a deployment sees all that is missing in one start, not one per attempt."""
+    env = _production_env(tmp_path)
+    for name in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS"):
+        env.pop(name)
+    result = _start(env)
+    assert result.returncode != 0
+    for name in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS"):
+        assert f"{name} must be set in production" in result.stderr
 
 
 PRINT_SETTINGS = """
