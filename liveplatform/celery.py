@@ -5,8 +5,16 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import setup_logging, worker_init, worker_process_shutdown
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveplatform.settings.dev")
+
+# What handing a task over raises while Redis is down (after the short retry policy in
+# settings): kombu's error for the broker, and the RuntimeError Celery's Redis result
+# backend raises when it cannot subscribe to the task's result.
+BROKER_UNAVAILABLE = (OperationalError, RedisConnectionError, RedisTimeoutError, RuntimeError)
 
 app = Celery("liveplatform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
