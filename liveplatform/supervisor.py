@@ -183,7 +183,10 @@ class Supervisor:
         for last in (False, True):
             batch = [c for c in self.children.values() if c.spec.stop_last is last]
             for child in batch:
-                child.signal_group(signal.SIGTERM)
+                # The main process only: a Celery worker stops its own pool after its tasks finish
+                # (a SIGTERM to the pool processes would kill the tasks: WorkerLostError).
+                if child.alive():
+                    child.process.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + timeout
             for child in batch:
                 try:

@@ -1,0 +1,175 @@
+"""`runplatform` keeps the platform running: its own children, killed with -9, come back, and no queued task is lost.
+
+These tests start ``manage.py runplatform`` itself (``tests/reliability/platform.py``),
+with its own VAR_DIR and the embedded Redis it supervises, and kill its children as an
+operator would. Tasks are ``realtime.tasks.publish_event`` calls: each one that runs
+stores a durable Event, so the Event table says which ran.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections import Counter
+
+import pytest
+import redis
+
+from tests.reliability.platform import RunningPlatform
+from tests.support.processes import ROOT, wait_for
+
+pytestmark = [pytest.mark.fault, pytest.mark.stack, pytest.mark.slow]
+
+EVENT_TYPE = "supervisor.test"
+
+
+@pytest.fixture(scope="module")
+def platform(subprocess_env, tmp_path_factory):
+    """One runplatform for the module's fault tests (each test leaves it running whole)."""
+    running = RunningPlatform(subprocess_env, tmp_path_factory.mktemp("var-platform")).start()
+    yield running
+    running.stop()
+
+
+def queue_tasks(broker_url: str, label: str, count: int) -> list[str]:
+    """Queue ``count`` publish_event tasks on the platform's broker; return their messages."""
+    from liveplatform.celery import app
+    from realtime.tasks import publish_event
+
+    messages = [f"{label}-{i}" for i in range(count)]
+    with app.connection_for_write(broker_url) as connection:
+        for message in messages:
+            publish_event.apply_async(
+                (EVENT_TYPE, {"message": message}),
+                {"audience_kind": "platform"},
+                connection=connection,
+                ignore_result=True,
+            )
+    return messages
+
+
+def ran(label: str) -> Counter:
+    """How many times each task of ``label`` ran (one stored Event per run)."""
+    from realtime.models import Event
+
+    found = Event.objects.filter(type=EVENT_TYPE).values_list("data", flat=True)
+    return Counter(data["message"] for data in found if data["message"].startswith(f"{label}-"))
+
+
+def wait_all_ran(label: str, messages: list[str], timeout: float) -> Counter:
+    try:
+        return wait_for(
+            lambda: (counts := ran(label)) and set(counts) == set(messages) and counts,
+            timeout=timeout,
+            interval=0.25,
+        )
+    except TimeoutError:
+        raise AssertionError(f"{len(ran(label))} of {len(messages)} {label} tasks ran") from None
+
+
+def test_the_worker_killed_is_restarted_and_runs_every_task_queued_around_the_kill(transactional_db, platform):
+    """Tests kill -9 of the worker's main process: back within 10 s, 120 of 120 tasks run."""
+    before = queue_tasks(platform.broker_url, "worker", 60)
+    killed = platform.kill_child("worker")
+    after = queue_tasks(platform.broker_url, "late", 60)
+    platform.wait_restarted("worker", killed, timeout=10)
+    counts = wait_all_ran("worker", before, timeout=60) + wait_all_ran("late", after, timeout=60)
+    assert len(counts) == 120
+    # At least once; a task killed after it stored its event and before its acknowledgement runs again.
+    assert max(counts.values()) <= 2, counts.most_common(3)
+    assert "worker was killed by signal 9" in platform.output()
+
+
+def test_redis_killed_comes_back_on_the_same_port_with_its_data_and_no_queued_task_is_lost(transactional_db, platform):
+    """Tests kill -9 of the embedded Redis: same port, same data within 10 s, every queued task runs."""
+    port = platform.redis_port
+    client = redis.Redis(port=port, db=5, socket_timeout=2)
+    client.set("supervisor-test-marker", "kept")
+    messages = queue_tasks(platform.broker_url, "redis", 120)
+    killed = platform.kill_child("redis")
+    platform.wait_restarted("redis", killed, timeout=10)
+    assert wait_for(lambda: client.get("supervisor-test-marker"), timeout=10, message="Redis back") == b"kept"
+    assert platform.redis_port == port
+    counts = wait_all_ran("redis", messages, timeout=90)
+    assert len(counts) == 120
+    assert max(counts.values()) <= 2, counts.most_common(3)
+    assert platform.output().count("redis was killed by signal 9") == 1
+
+
+def test_daphne_killed_is_restarted_and_serves_again(transactional_db, platform):
+    """Tests kill -9 of daphne: a new daphne answers /healthz within 10 s; the platform did not stop."""
+    killed = platform.kill_child("daphne")
+    platform.wait_restarted("daphne", killed, timeout=10)
+    wait_for(platform.healthy, timeout=10, message="daphne serving again")
+    assert platform.process.poll() is None
+
+
+def _manage(platform: RunningPlatform, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """A manage.py command as typed in a second terminal: no REDIS_URL, the development settings."""
+    env = {**platform.env, "DJANGO_SETTINGS_MODULE": "liveplatform.settings.dev"}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _collect(stream, lines: list[str]) -> None:
+    for line in stream:
+        lines.append(line)
+
+
+def test_the_readmes_second_terminal_commands_reach_the_running_platform(
+    transactional_db, platform, make_tenant, make_member
+):
+    """Tests watch_events, publish_event and publish_event --via-worker, run as the README shows them."""
+    make_member(make_tenant("acme"), email="alice@acme.test")
+    env = {**platform.env, "DJANGO_SETTINGS_MODULE": "liveplatform.settings.dev"}
+    watch = subprocess.Popen(
+        [sys.executable, "manage.py", "watch_events", "--email", "alice@acme.test"]
+        + ["--url", f"ws://127.0.0.1:{platform.port}/ws/app/"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    printed: list[str] = []
+    errors: list[str] = []
+    threading.Thread(target=_collect, args=(watch.stdout, printed), daemon=True).start()
+    threading.Thread(target=_collect, args=(watch.stderr, errors), daemon=True).start()
+    try:
+        wait_for(lambda: "Watching events" in "".join(errors), timeout=60, message="watch_events connected")
+        direct = _manage(platform, "publish_event", "--tenant", "acme", "--message", "Hello, Acme")
+        assert direct.returncode == 0, direct.stderr[-2000:]
+        assert "Published demo.message" in direct.stdout
+        via_worker = _manage(
+            platform, "publish_event", "--tenant", "acme", "--message", "From a worker", "--via-worker"
+        )
+        assert via_worker.returncode == 0, via_worker.stderr[-2000:]
+        assert "Queued demo.message" in via_worker.stdout
+        wait_for(
+            lambda: "Hello, Acme" in "".join(printed) and "From a worker" in "".join(printed),
+            timeout=30,
+            message=f"both events printed by watch_events: {printed} {errors[-5:]}",
+        )
+    finally:
+        watch.kill()
+        watch.wait(timeout=10)
+
+
+def test_tasks_queued_before_ctrl_c_run_after_the_platform_starts_again(transactional_db, subprocess_env, tmp_path):
+    """Tests make run, Ctrl-C, make run: the queue survives in VAR_DIR/redis and the next worker runs it."""
+    var_dir = tmp_path / "var"
+    first = RunningPlatform(subprocess_env, var_dir, "--no-worker", "--no-beat").start()
+    try:
+        messages = queue_tasks(first.broker_url, "restart", 120)
+        assert first.interrupt() == 0
+        assert not (var_dir / "redis.url").exists()
+    finally:
+        first.stop()
+    second = RunningPlatform(subprocess_env, var_dir, "--no-beat").start()
+    try:
+        counts = wait_all_ran("restart", messages, timeout=90)
+        assert len(counts) == 120 and max(counts.values()) == 1
+    finally:
+        second.stop()
