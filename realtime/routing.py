@@ -7,6 +7,7 @@ from django.urls import path
 
 from .auth import SessionAuthMiddleware
 from .consumers import AppConsumer, RealtimeConsumer
+from .outage import RedisOutageGuard
 
 
 class ForeignOriginRefused(OriginValidator):
@@ -24,4 +25,5 @@ websocket_urlpatterns = [
     path("ws/app/", ForeignOriginRefused(AppConsumer.as_asgi(), settings.ALLOWED_HOSTS)),
 ]
 
-websocket_application = URLRouter(websocket_urlpatterns)
+# Outermost: a socket that Redis failed ends with a clean refusal or 1013, never a 500.
+websocket_application = RedisOutageGuard(URLRouter(websocket_urlpatterns))
