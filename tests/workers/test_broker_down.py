@@ -8,37 +8,17 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from liveplatform.embedded_redis import free_loopback_port
+from tests.support.broker import broker_unavailable
 from tests.workers.helpers import client_for
 from workers import services
 from workers.models import Job, JobState
 
 
-def _point_broker_at(url: str) -> None:
-    from liveplatform.celery import app
-
-    app.conf.broker_url = url
-    # New pools for the new URL; the old ones stay open for whoever holds them (the control mailbox).
-    app._pool = None
-    app.amqp._producer_pool = None
-
-
 @pytest.fixture
 def broker_down():
-    """Celery's broker is a port nothing listens on, for this test; ``restore()`` brings it back."""
-    from liveplatform.celery import app
-
-    original = app.conf.broker_url
-    _point_broker_at(f"redis://127.0.0.1:{free_loopback_port()}/1")
-    restored = []
-
-    def restore() -> None:
-        if not restored:
-            _point_broker_at(original)
-            restored.append(True)
-
-    yield restore
-    restore()
+    """Celery's broker is down for this test; ``broker_down()`` brings it back."""
+    with broker_unavailable() as restore:
+        yield restore
 
 
 def test_a_job_started_while_the_broker_is_down_says_so_at_once_and_is_sent_when_it_is_back(
