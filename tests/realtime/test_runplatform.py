@@ -104,3 +104,19 @@ def test_runplatform_serves_sockets_and_stops_every_child_on_ctrl_c(transactiona
     assert still_running
     assert "Stopped cleanly." in log_path.read_text()
     assert not (tmp_path / "redis.url").exists()  # removed on a clean exit
+
+
+def test_make_run_takes_a_port_prints_the_logins_once_and_help_describes_every_option(subprocess_env):
+    """Tests `make run PORT=…` (issue 16), one list of demo logins (runplatform's), and a described --port."""
+    dry_run = subprocess.run(["make", "-n", "run", "PORT=8123"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "manage.py runplatform --port 8123" in dry_run.stdout, dry_run.stdout + dry_run.stderr
+    assert "manage.py seed_demo --verbosity 0" in dry_run.stdout  # seed_demo keeps quiet; runplatform prints them
+    described = subprocess.run(
+        [sys.executable, "manage.py", "runplatform", "--help"],
+        cwd=ROOT,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "TCP port daphne serves the site on" in " ".join(described.stdout.split())
