@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 _PR_SET_PDEATHSIG = 1
 URL_FILE = "redis.url"
+SITE_FILE = "site.url"  # http://host:port of the site runplatform serves, for watch_events
 DATA_DIR = "redis"
 
 
@@ -126,21 +127,39 @@ def recorded_redis_url(var_dir: Path) -> str | None:
     return url if port and answers_ping(port) else None
 
 
-def record_redis_url(var_dir: Path, url: str) -> None:
-    """Write the platform's Redis URL for the other processes (atomically: no one reads half a URL)."""
-    temporary = var_dir / f".{URL_FILE}.{os.getpid()}"
+def record_url(var_dir: Path, filename: str, url: str) -> None:
+    """Write a URL of the running platform for the other processes (atomically: no one reads half of it)."""
+    temporary = var_dir / f".{filename}.{os.getpid()}"
     temporary.write_text(url + "\n")
-    temporary.replace(var_dir / URL_FILE)
+    temporary.replace(var_dir / filename)
 
 
-def forget_redis_url(var_dir: Path, url: str) -> None:
-    """Remove the recorded URL on a clean exit, unless another platform has recorded its own since."""
-    path = var_dir / URL_FILE
+def forget_url(var_dir: Path, filename: str, url: str) -> None:
+    """Remove a recorded URL on a clean exit, unless another platform has recorded its own since."""
+    path = var_dir / filename
     try:
         if path.read_text().strip() == url:
             path.unlink()
     except OSError:
         pass
+
+
+def record_redis_url(var_dir: Path, url: str) -> None:
+    """Record the platform's Redis URL in ``VAR_DIR/redis.url``."""
+    record_url(var_dir, URL_FILE, url)
+
+
+def forget_redis_url(var_dir: Path, url: str) -> None:
+    """Remove ``VAR_DIR/redis.url`` if it is still ours."""
+    forget_url(var_dir, URL_FILE, url)
+
+
+def recorded_site_url(var_dir: Path) -> str | None:
+    """The address of the site the running platform serves (``VAR_DIR/site.url``), if one runs."""
+    try:
+        return (var_dir / SITE_FILE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def is_platform_supervisor() -> bool:

@@ -43,7 +43,7 @@ class ChildSpec:
     ready_timeout: float = 30.0
     # Called with the wall-clock time the death was noticed, once the child runs again.
     after_restart: Callable[[float], None] | None = None
-    # Set by ``Child`` with a preexec function (the embedded Redis dies with the supervisor).
+    # Run in the child before it starts (runplatform: die with the supervisor, even if it is killed).
     preexec_fn: Callable[[], None] | None = None
     # Stopped after every other child (the Redis that the others still write to while they stop).
     stop_last: bool = False

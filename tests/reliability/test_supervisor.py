@@ -135,9 +135,9 @@ def test_the_readmes_second_terminal_commands_reach_the_running_platform(
     """Tests watch_events, publish_event and publish_event --via-worker, run as the README shows them."""
     make_member(make_tenant("acme"), email="alice@acme.test")
     env = {**platform.env, "DJANGO_SETTINGS_MODULE": "liveplatform.settings.dev"}
+    # As written in the README: no --url either; the platform's address is in VAR_DIR/site.url.
     watch = subprocess.Popen(
-        [sys.executable, "manage.py", "watch_events", "--email", "alice@acme.test"]
-        + ["--url", f"ws://127.0.0.1:{platform.port}/ws/app/"],
+        [sys.executable, "manage.py", "watch_events", "--email", "alice@acme.test"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -149,7 +149,8 @@ def test_the_readmes_second_terminal_commands_reach_the_running_platform(
     threading.Thread(target=_collect, args=(watch.stdout, printed), daemon=True).start()
     threading.Thread(target=_collect, args=(watch.stderr, errors), daemon=True).start()
     try:
-        wait_for(lambda: "Watching events" in "".join(errors), timeout=60, message="watch_events connected")
+        wait_for(lambda: "Watching events" in "".join(errors), timeout=60, message=f"watch_events connected {errors}")
+        assert f"127.0.0.1:{platform.port}/ws/app/" in "".join(errors)
         direct = _manage(platform, "publish_event", "--tenant", "acme", "--message", "Hello, Acme")
         assert direct.returncode == 0, direct.stderr[-2000:]
         assert "Published demo.message" in direct.stdout

@@ -47,7 +47,8 @@ def test_a_job_started_while_the_broker_is_down_says_so_at_once_and_is_sent_when
     broker_down()
     assert services.do_reap_stale_jobs(now=later) == [job.pk]
     job.refresh_from_db()
-    assert job.state == JobState.QUEUED and job.task_sent_at is not None
+    # Sent; a worker of this test session (if one runs) may already have taken it.
+    assert job.task_sent_at is not None and job.state != JobState.FAILED
 
 
 def test_a_job_whose_task_never_reached_the_broker_ends_failed_with_the_reason(transactional_db, cast, broker_down):

@@ -22,10 +22,13 @@ from django.core.management.base import BaseCommand, CommandError
 
 from liveplatform.embedded_redis import (
     DATA_DIR,
+    SITE_FILE,
     _die_with_parent,
     answers_ping,
     forget_redis_url,
+    forget_url,
     record_redis_url,
+    record_url,
     redis_server_argv,
 )
 from liveplatform.supervisor import ChildKeepsFailing, ChildSpec, Supervisor
@@ -83,6 +86,7 @@ class Command(BaseCommand):
             if supervise_redis:
                 record_redis_url(settings.VAR_DIR, settings.REDIS_URL)
             if self._wait_ready(host, port, options["ready_timeout"], stopping):
+                record_url(settings.VAR_DIR, SITE_FILE, self._site_url(host, port))
                 self._announce(host, port)
             elif not stopping.is_set():
                 self._log(f"daphne did not answer on {host}:{port} within {options['ready_timeout']:g} s")
@@ -92,11 +96,15 @@ class Command(BaseCommand):
         finally:
             self._log("Stopping…")
             supervisor.stop()
+            forget_url(settings.VAR_DIR, SITE_FILE, self._site_url(host, port))
             if supervise_redis:
                 forget_redis_url(settings.VAR_DIR, settings.REDIS_URL)
         if failure:
             raise CommandError(f"{failure}; stopped the others")
         self.stdout.write("Stopped cleanly.")
+
+    def _site_url(self, host: str, port: int) -> str:
+        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
 
     def _redis_dir(self):
         return settings.VAR_DIR / DATA_DIR
@@ -115,7 +123,6 @@ class Command(BaseCommand):
                     ready=lambda: answers_ping(redis_port),
                     # The worker's unacknowledged tasks would wait an hour (the visibility timeout).
                     after_restart=self._restore_tasks if worker else None,
-                    preexec_fn=_die_with_parent,
                     stop_last=True,
                 )
             )
@@ -133,6 +140,9 @@ class Command(BaseCommand):
             schedule = str(settings.VAR_DIR / f"celerybeat-schedule-{port}")
             beat = [python, "-m", "celery", "-A", "liveplatform", "beat", "-l", "INFO", "-s", schedule, "--pidfile="]
             specs.append(ChildSpec("beat", beat, env))
+        for spec in specs:
+            # Even if runplatform itself is killed (-9), no child is left behind (Linux).
+            spec.preexec_fn = _die_with_parent
         return specs
 
     def _restore_tasks(self, died_at: float) -> None:
