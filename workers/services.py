@@ -181,7 +181,9 @@ def _send_task(job: Job, *, queue: str | None = None) -> bool:
 
     from .tasks import run_job
 
-    options: dict[str, Any] = {"task_id": job.task_id}
+    # The row is the job's result: no subscription to the result backend per sending process
+    # (with Redis down, that subscription failed with a misleading "restart the application").
+    options: dict[str, Any] = {"task_id": job.task_id, "ignore_result": True}
     if queue:
         options["queue"] = queue
     try:
