@@ -83,6 +83,10 @@ class RunningPlatform:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
     def redis_url(self) -> str:
         return (self.var_dir / "redis.url").read_text().strip()
 

@@ -16,9 +16,11 @@ from collections import Counter
 
 import pytest
 import redis
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.reliability.platform import RunningPlatform
 from tests.support.processes import ROOT, wait_for
+from tests.support.ws import open_socket, session_cookie_for
 
 pytestmark = [pytest.mark.fault, pytest.mark.stack, pytest.mark.slow]
 
@@ -69,6 +71,68 @@ def wait_all_ran(label: str, messages: list[str], timeout: float) -> Counter:
         raise AssertionError(f"{len(ran(label))} of {len(messages)} {label} tasks ran") from None
 
 
+class Follower:
+    """A member's socket that behaves as realtime.js does: on close, reconnect and resume after its cursor."""
+
+    def __init__(self, ws_url: str, session: str) -> None:
+        from realtime.services import latest_cursor
+
+        self.ws_url, self.session = ws_url, session
+        self.cursor = latest_cursor()  # as a page does: resume after what it showed
+        self.ids: list[int] = []  # the ids of EVENT_TYPE events received, in order
+        self.close_codes: list[int | None] = []
+        self.sock = self._open()
+
+    def _open(self):
+        sock = open_socket(self.ws_url, session=self.session, after=self.cursor, timeout=5)
+        sock.wait_type("hello")
+        return sock
+
+    def _reconnect(self) -> bool:
+        try:
+            self.sock = self._open()
+            return True
+        except (OSError, TimeoutError, InvalidStatus, ConnectionClosed, KeyError):
+            return False
+
+    def pump(self, seconds: float = 0.5) -> None:
+        """Read what arrives for a moment; reconnect if the server closed the socket."""
+        try:
+            for frame in self.sock.listen(seconds):
+                if frame.get("id") is not None:
+                    self.cursor = max(self.cursor, frame["id"])
+                    if frame["type"] == EVENT_TYPE:
+                        self.ids.append(frame["id"])
+        except ConnectionClosed as closed:
+            self.close_codes.append(closed.rcvd.code if closed.rcvd else None)
+            wait_for(self._reconnect, timeout=30, interval=0.2, message="socket back")
+
+    def caught_up(self, expected: list[int], timeout: float) -> None:
+        """Read until the last events received are ``expected``, in order."""
+        try:
+            wait_for(lambda: self.pump() or self.ids[-len(expected) :] == expected, timeout=timeout, interval=0)
+        except TimeoutError:
+            missing = sorted(set(expected) - set(self.ids))
+            raise AssertionError(
+                f"socket not caught up: {len(missing)} of {len(expected)} missing (first {missing[:5]}), "
+                f"cursor {self.cursor}, closes {self.close_codes}, frames {[f['type'] for f in self.sock.frames[-8:]]}"
+            ) from None
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except Exception:  # noqa: BLE001 - already closed
+            pass
+
+
+def event_ids(label: str) -> list[int]:
+    """The ids of the stored events of ``label``'s tasks, in cursor order."""
+    from realtime.models import Event
+
+    rows = Event.objects.filter(type=EVENT_TYPE).order_by("id").values_list("id", "data")
+    return [pk for pk, data in rows if data["message"].startswith(f"{label}-")]
+
+
 def test_the_worker_killed_is_restarted_and_runs_every_task_queued_around_the_kill(transactional_db, platform):
     """Tests kill -9 of the worker's main process: back within 10 s, 120 of 120 tasks run."""
     before = queue_tasks(platform.broker_url, "worker", 60)
@@ -86,8 +150,11 @@ def test_the_worker_killed_is_restarted_and_runs_every_task_queued_around_the_ki
     assert "worker was killed by signal 9" in platform.output()
 
 
-def test_redis_killed_comes_back_on_the_same_port_with_its_data_and_no_queued_task_is_lost(transactional_db, platform):
-    """Tests kill -9 of the embedded Redis: same port, same data within 10 s, every queued task runs."""
+def test_redis_killed_comes_back_on_the_same_port_with_its_data_and_no_queued_task_is_lost(
+    transactional_db, platform, make_member
+):
+    """Tests kill -9 of the embedded Redis: same port and data within 10 s, every queued task runs, sockets catch up."""
+    follower = Follower(platform.ws_url, session_cookie_for(make_member(email="follower@example.test")))
     port = platform.redis_port
     client = redis.Redis(port=port, db=5, socket_timeout=2)
     client.set("supervisor-test-marker", "kept")
@@ -104,15 +171,34 @@ def test_redis_killed_comes_back_on_the_same_port_with_its_data_and_no_queued_ta
     assert len(counts) == 120
     assert max(counts.values()) <= 2, counts.most_common(3)
     assert platform.output().count("redis was killed by signal 9") == 1
+    # The member's socket: told to come back later (1013) if the outage reached it, back, and caught up.
+    try:
+        follower.caught_up(event_ids("redis"), timeout=30)
+    finally:
+        follower.close()
+    print(
+        f"redis: the socket (closed with {follower.close_codes}) caught up {time.monotonic() - killed_at:.1f} s after"
+    )
+    assert set(follower.close_codes) <= {1013}, follower.close_codes
+    assert follower.ids == sorted(set(follower.ids)), "every event once, in cursor order"
 
 
-def test_daphne_killed_is_restarted_and_serves_again(transactional_db, platform):
-    """Tests kill -9 of daphne: a new daphne answers /healthz within 10 s; the platform did not stop."""
+def test_daphne_killed_is_restarted_and_its_sockets_come_back_and_catch_up(transactional_db, platform, make_member):
+    """Tests kill -9 of daphne: serving again within 10 s; a socket reconnects and gets what it missed, once."""
+    follower = Follower(platform.ws_url, session_cookie_for(make_member(email="follower@example.test")))
     killed_at = time.monotonic()
     killed = platform.kill_child("daphne")
+    queue_tasks(platform.broker_url, "daphne", 20)  # published by the worker while daphne is down
     platform.wait_restarted("daphne", killed, timeout=10)
     wait_for(platform.healthy, timeout=10, message="daphne serving again")
     print(f"\ndaphne: serving again {time.monotonic() - killed_at:.1f} s after kill -9")
+    try:
+        wait_all_ran("daphne", [f"daphne-{i}" for i in range(20)], timeout=60)
+        follower.caught_up(event_ids("daphne"), timeout=30)
+    finally:
+        follower.close()
+    print(f"daphne: the socket caught up with the 20 events {time.monotonic() - killed_at:.1f} s after kill -9")
+    assert follower.ids == event_ids("daphne")
     assert platform.process.poll() is None
 
 
