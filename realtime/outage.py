@@ -38,11 +38,15 @@ PROBE_TIMEOUT = 0.5
 
 
 def is_redis_outage(error: BaseException) -> bool:
-    """Whether ``error`` (or what caused it) is a lost or refused connection to Redis."""
+    """Whether ``error`` (or what caused it) is a lost or refused connection to Redis.
+
+    Only redis-py's errors count (it wraps socket errors in them): a plain
+    ``ConnectionResetError`` may be the client leaving, which says nothing about Redis.
+    """
     seen = 0
     current: BaseException | None = error
     while current is not None and seen < 8:
-        if isinstance(current, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError)):
+        if isinstance(current, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
             return True
         current = current.__cause__ or current.__context__
         seen += 1
@@ -59,6 +63,7 @@ class Outage:
         self._last_probe = 0.0
 
     def begin(self, error: BaseException) -> None:
+        """Note that a socket failed on Redis; the first failure of an outage is logged."""
         if self.down_since is None:
             self.down_since = time.monotonic()
             self.refused = self.closed = 0
@@ -70,6 +75,7 @@ class Outage:
             )
 
     def end(self) -> None:
+        """Redis answers again: log the outage's length and what it cost."""
         if self.down_since is not None:
             logger.warning(
                 "Redis is back after %.1f s: %d handshake(s) refused, %d open socket(s) closed with 1013",
