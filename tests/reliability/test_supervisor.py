@@ -1,6 +1,6 @@
 """`runplatform` keeps the platform running: its own children, killed with -9, come back, and no queued task is lost.
 
-These tests start ``manage.py runplatform`` itself (``tests/reliability/platform.py``),
+These tests start ``manage.py runplatform`` itself (``tests/reliability/running_platform.py``),
 with its own VAR_DIR and the embedded Redis it supervises, and kill its children as an
 operator would. Tasks are ``realtime.tasks.publish_event`` calls: each one that runs
 stores a durable Event, so the Event table says which ran.
@@ -18,7 +18,7 @@ import pytest
 import redis
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.reliability.platform import RunningPlatform
+from tests.reliability.running_platform import RunningPlatform
 from tests.support.processes import ROOT, wait_for
 from tests.support.ws import open_socket, session_cookie_for
 
