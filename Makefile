@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# make run PORT=8001: the port the site is served on.
+PORT ?= 8000
 
 .PHONY: run test lint format install migrate bench bench-smoke clean
 
@@ -21,10 +23,11 @@ install: $(STAMP)
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
-## make run: install, migrate, seed the demo data, start Redis + daphne + Celery worker + beat.
+## make run: install, migrate, seed the demo data, start and supervise Redis + daphne + Celery worker + beat.
+## runplatform prints the demo logins once the site answers.
 run: migrate
-	$(BIN)/python manage.py seed_demo
-	$(BIN)/python manage.py runplatform
+	$(BIN)/python manage.py seed_demo --verbosity 0
+	$(BIN)/python manage.py runplatform --port $(PORT)
 
 ## make test: install and run the whole test suite (SQLite + embedded Redis unless told otherwise).
 test: install

@@ -5,8 +5,16 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import setup_logging, worker_init, worker_process_shutdown
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveplatform.settings.dev")
+
+# What handing a task over raises while Redis is down (after the short retry policy in
+# settings): kombu's error for the broker, and the RuntimeError Celery's Redis result
+# backend raises when it cannot subscribe to the task's result.
+BROKER_UNAVAILABLE = (OperationalError, RedisConnectionError, RedisTimeoutError, RuntimeError)
 
 app = Celery("liveplatform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -37,3 +45,22 @@ def forget_worker_process(pid: int | None = None, **kwargs: Any) -> None:
     from liveplatform.observability import forget_worker_process
 
     forget_worker_process(pid or os.getpid())
+
+
+def restore_unacknowledged(delivered_before: float) -> int:
+    """Put back on their queues the tasks delivered before ``delivered_before`` and never acknowledged.
+
+    Tasks are acknowledged after they run (``CELERY_TASK_ACKS_LATE``). On Redis, a
+    message a dead worker had taken stays in kombu's ``unacked`` set until its
+    visibility timeout (an hour) has passed. ``runplatform`` calls this when the worker
+    it supervises died, or Redis came back, and no other worker shares that Redis: the
+    tasks run again at once. Only messages delivered before the death are restored, so
+    the new worker's own are left alone. Returns how many were restored.
+    """
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        client = channel.client
+        tags = client.zrangebyscore(channel.unacked_index_key, 0, delivered_before)
+        for tag in tags:
+            channel.qos.restore_by_tag(tag.decode() if isinstance(tag, bytes) else tag, client)
+        return len(tags)

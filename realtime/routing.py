@@ -7,6 +7,7 @@ from .app_consumer import AppConsumer
 from .auth import SessionAuthMiddleware
 from .consumers import RealtimeConsumer
 from .origins import SameOriginOnly
+from .outage import RedisOutageGuard
 
 websocket_urlpatterns = [
     # The Origin first (scheme, host and port; no database work for a foreign page), then the session in one hop.
@@ -15,4 +16,5 @@ websocket_urlpatterns = [
     path("ws/app/", SameOriginOnly(AppConsumer.as_asgi(), allow_missing=True)),
 ]
 
-websocket_application = URLRouter(websocket_urlpatterns)
+# Outermost: a socket that Redis failed ends with a clean refusal or 1013, never a 500.
+websocket_application = RedisOutageGuard(URLRouter(websocket_urlpatterns))

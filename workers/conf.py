@@ -43,6 +43,11 @@ class JobSettings:
         return int(self._get("CRASH_RETRIES", 1))
 
     @property
+    def UNSENT_GIVE_UP_SECONDS(self) -> float:
+        """A job whose task could not reach the broker (Redis down) is failed after this long queued."""
+        return float(self._get("UNSENT_GIVE_UP_SECONDS", 3600.0))
+
+    @property
     def PROGRESS_MIN_INTERVAL(self) -> float:
         """At most one progress update per this many seconds per job (0.1 = 10/s)."""
         return float(self._get("PROGRESS_MIN_INTERVAL", 0.1))

@@ -60,6 +60,8 @@ class Job(models.Model):
     traceback = models.TextField(blank=True, help_text="For tenant and platform admins only.")
 
     task_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # When the task reached the broker; None while Redis was down at start (the reaper sends it again).
+    task_sent_at = models.DateTimeField(null=True, blank=True)
     # Re-queued by the reaper after its worker died: attempt 2, 3, ...
     attempt = models.PositiveSmallIntegerField(default=1)
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")

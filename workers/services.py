@@ -171,13 +171,37 @@ def do_start_job(
     return job
 
 
-def _send_task(job: Job, *, queue: str | None = None) -> None:
+def _send_task(job: Job, *, queue: str | None = None) -> bool:
+    """Hand the job's task to the broker; if Redis is down, say so on the row and return False.
+
+    The row stays ``queued`` with ``task_sent_at`` unset; the reaper sends it again once
+    the broker is back (``do_reap_stale_jobs``), and fails it after ``UNSENT_GIVE_UP_SECONDS``.
+    """
+    from liveplatform.celery import BROKER_UNAVAILABLE
+
     from .tasks import run_job
 
-    options: dict[str, Any] = {"task_id": job.task_id}
+    # The row is the job's result: no subscription to the result backend per sending process
+    # (with Redis down, that subscription failed with a misleading "restart the application").
+    options: dict[str, Any] = {"task_id": job.task_id, "ignore_result": True}
     if queue:
         options["queue"] = queue
-    run_job.apply_async(args=[job.pk, job.tenant_id], **options)
+    try:
+        run_job.apply_async(args=[job.pk, job.tenant_id], **options)
+    except BROKER_UNAVAILABLE as exc:
+        logger.warning("job %s: the task queue is unavailable (%s); it will be sent when it is back", job.pk, exc)
+        if Job.objects.filter(pk=job.pk, state=JobState.QUEUED, task_sent_at__isnull=True).update(
+            progress_message=UNSENT_MESSAGE
+        ):
+            job.progress_message = UNSENT_MESSAGE
+            publish_job_state(job)
+        return False
+    job.task_sent_at = timezone.now()
+    Job.objects.filter(pk=job.pk, task_id=job.task_id).update(task_sent_at=job.task_sent_at)
+    return True
+
+
+UNSENT_MESSAGE = "Waiting for the task queue, which is unavailable; the job starts when it is back"
 
 
 def claim_job(job_id: int, tenant_id: int, task_id: str) -> Job | None:
@@ -204,8 +228,9 @@ def finish_job(
     result_file: str = "",
     error: str = "",
     traceback: str = "",
+    from_state: str = JobState.RUNNING,
 ) -> bool:
-    """Record a running job's end exactly once; publish it and tell the owner."""
+    """Record a running (or, for one never sent, queued) job's end exactly once; publish it and tell the owner."""
     now = timezone.now()
     updates: dict[str, Any] = {
         "state": state,
@@ -222,7 +247,7 @@ def finish_job(
     if total is not None:
         updates["progress_total"] = total
     with transaction.atomic():
-        if not Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(**updates):
+        if not Job.objects.filter(pk=job.pk, state=from_state).update(**updates):
             return False
         job = Job.objects.select_related("tenant", "owner").get(pk=job.pk)
         publish_job_state(job)
@@ -247,7 +272,8 @@ def do_cancel_job(job: Job, actor) -> Job:
             job = Job.objects.select_related("tenant", "owner").get(pk=job.pk)
             publish_job_state(job)
             task_id = job.task_id
-            transaction.on_commit(lambda: app.control.revoke(task_id))
+            # robust: with Redis down the revoke fails; the task, if it ever runs, finds nothing to claim.
+            transaction.on_commit(lambda: app.control.revoke(task_id), robust=True)
             transaction.on_commit(lambda: job_finished.send(sender=Job, job=job), robust=True)
             return job
         if Job.objects.filter(pk=job.pk, state=JobState.RUNNING, cancel_requested_at__isnull=True).update(
@@ -273,15 +299,15 @@ def remove_job_files(job: Job) -> None:
 
 
 def do_reap_stale_jobs(now=None) -> list[int]:
-    """Re-queue (or fail) running jobs whose worker stopped sending heartbeats.
+    """Re-queue (or fail) running jobs whose worker stopped sending heartbeats; send unsent ones.
 
     The crash bound is ``STALE_AFTER_SECONDS + REAP_INTERVAL_SECONDS`` (see
     ``workers.conf``). Re-queueing gives the row a new task id, so a late
     re-delivery of the dead attempt's message finds nothing to claim.
     """
     now = now or timezone.now()
+    reaped = _send_unsent_jobs(now)
     cutoff = now - timedelta(seconds=job_settings.STALE_AFTER_SECONDS)
-    reaped = []
     stale = Job.objects.filter(state=JobState.RUNNING, heartbeat_at__lt=cutoff).select_related("tenant", "owner")
     for job in stale:
         remove_job_files(job)
@@ -293,6 +319,7 @@ def do_reap_stale_jobs(now=None) -> list[int]:
                     state=JobState.QUEUED,
                     attempt=F("attempt") + 1,
                     task_id=str(uuid.uuid4()),
+                    task_sent_at=None,
                     started_at=None,
                     heartbeat_at=None,
                     progress_done=0,
@@ -314,6 +341,34 @@ def do_reap_stale_jobs(now=None) -> list[int]:
             logger.warning("job %s: worker lost, marked failed", job.pk)
         reaped.append(job.pk)
     return reaped
+
+
+def _send_unsent_jobs(now) -> list[int]:
+    """Send the tasks of queued jobs started while the broker was down; fail those that waited too long.
+
+    Sending twice is harmless: a job is claimed by its task id while queued, so a second
+    message finds nothing to claim.
+    """
+    handled = []
+    settled = now - timedelta(seconds=2)  # leave a job that is being started to its own on_commit
+    give_up = now - timedelta(seconds=job_settings.UNSENT_GIVE_UP_SECONDS)
+    unsent = Job.objects.filter(state=JobState.QUEUED, task_sent_at__isnull=True, created_at__lt=settled)
+    for job in unsent.select_related("tenant", "owner"):
+        if job.created_at < give_up:
+            finish_job(
+                job,
+                JobState.FAILED,
+                message="Never started",
+                error="The task queue was unavailable for too long, so the job never started. You can retry it.",
+                from_state=JobState.QUEUED,
+            )
+            logger.warning("job %s: never reached the task queue, marked failed", job.pk)
+        elif _send_task(job):
+            logger.info("job %s: sent to the task queue after it came back", job.pk)
+        else:
+            break  # still down: the next reap tries again
+        handled.append(job.pk)
+    return handled
 
 
 def _retry_on_crash(kind: str) -> bool:

@@ -80,8 +80,15 @@ class StartJobView(JobScopeMixin, View):
         params = {k: v for k, v in form.cleaned_data.items() if k != "file"}
         if "file" in form.cleaned_data:
             params.update(save_upload(self.tenant.pk, form.cleaned_data["file"]))
-        services.do_start_job(self.tenant, request.user, kind.name, params)
-        messages.success(request, f"{kind.label} started.")
+        job = services.do_start_job(self.tenant, request.user, kind.name, params)
+        if job.task_sent_at is None:
+            messages.warning(
+                request,
+                f"{kind.label} is saved, but the task queue is unavailable right now: "
+                "it will start by itself when the queue is back.",
+            )
+        else:
+            messages.success(request, f"{kind.label} started.")
         return redirect("job_list", tenant_slug=self.tenant.slug)
 
 

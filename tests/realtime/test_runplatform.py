@@ -58,12 +58,13 @@ def log_in(base_url: str, email: str, password: str) -> str:
     return next(cookie.value for cookie in jar if cookie.name == "sessionid")
 
 
-def test_runplatform_serves_sockets_and_stops_every_child_on_ctrl_c(transactional_db, subprocess_env):
+def test_runplatform_serves_sockets_and_stops_every_child_on_ctrl_c(transactional_db, subprocess_env, tmp_path):
     from accounts import demo
 
     demo.seed(password=demo.DEMO_PASSWORD)
     port = free_loopback_port()
-    env = {key: value for key, value in subprocess_env.items() if key != "REDIS_URL"}  # embedded Redis
+    # The embedded Redis, with its files and URL in a VAR_DIR of the test's own (not the checkout's var/).
+    env = {key: value for key, value in subprocess_env.items() if key != "REDIS_URL"} | {"VAR_DIR": str(tmp_path)}
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / f"runplatform-{port}.log"
     with open(log_path, "wb") as log:
@@ -81,6 +82,7 @@ def test_runplatform_serves_sockets_and_stops_every_child_on_ctrl_c(transactiona
             assert f"http://127.0.0.1:{port}/" in output
             redis_url = re.search(r"Redis: (redis://\S+)", output).group(1)
             assert redis_url.startswith("redis://127.0.0.1:")
+            assert (tmp_path / "redis.url").read_text().strip() == redis_url  # for a second terminal
             # daphne, worker (+ its pool), beat and the embedded Redis.
             children = wait_for(lambda: (found := descendants(process.pid)) and len(found) >= 5 and found, timeout=30)
 
@@ -101,3 +103,20 @@ def test_runplatform_serves_sockets_and_stops_every_child_on_ctrl_c(transactiona
     still_running = wait_for(lambda: not [pid for pid in children if alive(pid)], timeout=20, message="children gone")
     assert still_running
     assert "Stopped cleanly." in log_path.read_text()
+    assert not (tmp_path / "redis.url").exists()  # removed on a clean exit
+
+
+def test_make_run_takes_a_port_prints_the_logins_once_and_help_describes_every_option(subprocess_env):
+    """Tests `make run PORT=…` (issue 16), one list of demo logins (runplatform's), and a described --port."""
+    dry_run = subprocess.run(["make", "-n", "run", "PORT=8123"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "manage.py runplatform --port 8123" in dry_run.stdout, dry_run.stdout + dry_run.stderr
+    assert "manage.py seed_demo --verbosity 0" in dry_run.stdout  # seed_demo keeps quiet; runplatform prints them
+    described = subprocess.run(
+        [sys.executable, "manage.py", "runplatform", "--help"],
+        cwd=ROOT,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "TCP port daphne serves the site on" in " ".join(described.stdout.split())

@@ -121,7 +121,11 @@ class Daphne(ManagedProcess):
 
     def start(self) -> Daphne:
         super().start()
-        wait_for(self._ready, timeout=30, message=f"daphne on {self.port}\n{self.output()[-2000:]}")
+        try:
+            wait_for(self._ready, timeout=30, message=f"daphne on {self.port}\n{self.output()[-2000:]}")
+        except BaseException:
+            self.stop()  # a server that never became ready is not left running
+            raise
         return self
 
     def _ready(self) -> bool:
@@ -188,7 +192,11 @@ class CeleryWorker(ManagedProcess):
             replies = app.control.ping(destination=[self.node], timeout=0.5)
             return any(self.node in reply for reply in replies)
 
-        wait_for(answered, timeout=45, interval=0.2, message=f"celery worker {self.node}")
+        try:
+            wait_for(answered, timeout=45, interval=0.2, message=f"celery worker {self.node}")
+        except BaseException:
+            self.stop()  # a worker that never answered is not left consuming the test queue
+            raise
         return self
 
 

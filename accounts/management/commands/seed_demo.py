@@ -24,6 +24,8 @@ class Command(BaseCommand):
                 except ModuleNotFoundError:
                     continue
                 module.seed()
+        if options["verbosity"] < 1:  # make run: runplatform prints them once the site is up
+            return
         self.stdout.write(f"Demo logins (password {demo.DEMO_PASSWORD!r}):")
         for line in logins:
             self.stdout.write(f"  {line}")

@@ -1,9 +1,11 @@
 """Publish a test event from the terminal and watch it arrive in the browser."""
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import Tenant
 from accounts.services import get_or_create_user
+from liveplatform.celery import BROKER_UNAVAILABLE
 from realtime.audience import Audience
 from realtime.events import publish
 from realtime.tasks import publish_event
@@ -39,14 +41,21 @@ class Command(BaseCommand):
             audience = Audience.platform()
         data = {"message": options["message"]}
         if options["via_worker"]:
-            publish_event.delay(
-                options["type"],
-                data,
-                audience_kind=audience.kind,
-                tenant_id=audience.tenant_id,
-                user_id=audience.user_id,
-                durable=not options["ephemeral"],
-            )
+            try:
+                publish_event.apply_async(
+                    (options["type"], data),
+                    {
+                        "audience_kind": audience.kind,
+                        "tenant_id": audience.tenant_id,
+                        "user_id": audience.user_id,
+                        "durable": not options["ephemeral"],
+                    },
+                    ignore_result=True,  # nobody waits for it: no subscription to the result backend
+                )
+            except BROKER_UNAVAILABLE as exc:
+                raise CommandError(
+                    f"The task queue ({settings.CELERY_BROKER_URL}) is unavailable, nothing was queued: {exc}"
+                ) from exc
             self.stdout.write(f"Queued {options['type']} to {audience.group} for a Celery worker")
         else:
             publish(options["type"], data, audience=audience, tenant=tenant, durable=not options["ephemeral"])

@@ -2,8 +2,10 @@
 
 import json
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from liveplatform.embedded_redis import recorded_site_url
 from realtime.tickets import issue_ticket
 
 
@@ -12,7 +14,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--email", required=True, help="the user whose events to watch")
-        parser.add_argument("--url", default="ws://127.0.0.1:8000/ws/app/", help="the app socket URL")
+        parser.add_argument(
+            "--url",
+            default=None,
+            help="the app socket URL (default: the running make run's, from VAR_DIR/site.url, else port 8000)",
+        )
         parser.add_argument(
             "--positions",
             default=None,
@@ -31,14 +37,15 @@ class Command(BaseCommand):
         user = get_user_model().objects.filter(email__iexact=options["email"], is_active=True).first()
         if user is None:
             raise CommandError(f"No active user {options['email']!r}")
+        url = options["url"] or _running_platform_socket_url()
         ticket, _ = issue_ticket(user)
         auth = {"type": "auth", "ticket": ticket}
         if options["positions"]:
             auth["positions"] = options["positions"]
         seen = 0
-        with connect(options["url"]) as socket:
+        with connect(url) as socket:
             socket.send(json.dumps(auth))
-            self.stderr.write(f"Watching events of {user.email} on {options['url']} (Ctrl-C to stop)")
+            self.stderr.write(f"Watching events of {user.email} on {url} (Ctrl-C to stop)")
             try:
                 for text in socket:
                     frame = json.loads(text)
@@ -50,3 +57,9 @@ class Command(BaseCommand):
                         break
             except KeyboardInterrupt:
                 pass
+
+
+def _running_platform_socket_url() -> str:
+    """The app socket of the site ``runplatform`` serves on this VAR_DIR (any port), else of port 8000."""
+    site = recorded_site_url(settings.VAR_DIR) or "http://127.0.0.1:8000"
+    return site.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/ws/app/"
