@@ -126,16 +126,19 @@ def test_web_metrics_after_sockets_events_replay_and_resync(transactional_db, op
     (server,) = started.daphnes({**ops_env, "METRICS_TOKEN": TOKEN})
     cookie = session_cookie_for(alice)
     first = started.add(open_socket(server.ws_url, session=cookie))
-    cursor = first.wait_type("hello")["data"]["cursor"]
+    first.wait_type("hello")
+    positions = first.positions()  # each stream's position before the three events
     for n in range(3):
         publish("ops.metric", {"n": n}, audience=Audience.user(alice.pk))
     for _ in range(3):
         first.wait_type("ops.metric")
 
-    replaying = started.add(open_socket(server.ws_url, session=cookie, after=cursor))
+    replaying = started.add(open_socket(server.ws_url, session=cookie, positions=positions))
     assert [f["data"]["n"] for f in (replaying.wait_type("ops.metric") for _ in range(3))] == [0, 1, 2]
-    resyncing = started.add(open_socket(server.ws_url, session=cookie, after=10**9))
-    resyncing.wait_type("resync")
+    # A position in an epoch the user stream never had (its history lost): that stream resyncs.
+    lost = f"user.{alice.pk}:1:0badc0de"
+    resyncing = started.add(open_socket(server.ws_url, session=cookie, positions=lost))
+    assert resyncing.wait_type("resync")["data"]["stream"] == f"user.{alice.pk}"
     resyncing.close()
 
     url = f"{server.http_url}/metrics"

@@ -34,9 +34,7 @@ def test_sigterm_sends_the_page_to_the_other_daphne_through_nginx_without_losing
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    # An older event, so the page starts from a real cursor: a page rendered at cursor 0
-    # takes the hello frame's cursor as its floor and would drop an event that commits
-    # between the handshake and hello (reported to the real-time core's owner).
+    # An older event, so the page starts at a real position in its tenant stream (past offset 0).
     publish("demo.message", {"message": "Older news"}, audience=Audience.tenant(acme.pk), tenant=acme)
     page.goto("/t/acme/")
     page.locator("#live-status[data-state=connected]").wait_for(timeout=15_000)

@@ -3,8 +3,9 @@
 Everything as in production but on 127.0.0.1: the shipped deploy/nginx.conf in front
 (rendered with loopback upstreams), CHANNEL_LAYER_REDIS_URLS listing both Redis
 servers, JSON logs. Clients connected through nginx to either daphne receive events
-published by the other daphne's HTTP API and by the worker; killing one daphne moves
-its clients to the other through nginx, and replay fills the gap.
+published by the other daphne's HTTP API and by the worker; each stream lives on the
+shard that holds its group; killing one daphne moves its clients to the other through
+nginx, and the per-stream replay fills the gap.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from django.conf import settings
 from accounts.api_keys import do_create_api_key
 from liveplatform.embedded_redis import free_loopback_port
 from liveplatform.request_id import reset_request_id, set_request_id
+from realtime.streams import RedisStreamStore
 from realtime.tasks import publish_event
 from tests.deploy.stack import EntrypointUvicorn, IsolatedCeleryWorker, Nginx
 from tests.support.processes import Daphne, wait_for
@@ -142,7 +144,7 @@ def test_two_daphnes_behind_nginx_share_events_and_survive_losing_one(
         reset_request_id(token)
     for user in acme_members:
         frame = sockets[user.pk].wait_type("ops.tenant_news", timeout=20)
-        assert frame["tenant"] == "acme" and isinstance(frame["id"], int)
+        assert frame["tenant"] == "acme" and frame["stream"] == f"tenant.{acme.pk}" and frame["offset"] >= 1
     assert sockets[gina.pk].wait_type("ops.user_news", timeout=20)["data"] == {"n": 2}
     # The request id travelled from this process into the worker, through Celery's headers.
     assert wait_for(lambda: published_with(worker, "ops-scale-worker-1"), timeout=10)
@@ -153,16 +155,26 @@ def test_two_daphnes_behind_nginx_share_events_and_survive_losing_one(
     bob = acme_members[1]
     assert not any(titled("just for alice")(frame) for frame in sockets[bob.pk].frames)
 
-    # Both daphnes hash each group to the same shard: its key lives there.
+    # Both daphnes hash each group to the same shard: its key lives there, and so does its
+    # stream (offset, epoch and history) under the same hash.
     from channels_redis.core import RedisChannelLayer
 
-    layer = RedisChannelLayer(hosts=[f"{shard_a.url}/0", f"{shard_b.url}/0"])
-    shards = [redis.Redis.from_url(f"{shard.url}/0") for shard in (shard_a, shard_b)]
+    hosts = [f"{shard_a.url}/0", f"{shard_b.url}/0"]
+    layer = RedisChannelLayer(hosts=hosts)
+    streams = RedisStreamStore(hosts, layer_prefix="")  # read here, never published to
+    started.add(streams)
+    shards = [redis.Redis.from_url(host) for host in hosts]
     for group in [f"tenant.{acme.pk}", f"user.{alice.pk}", f"user.{gina.pk}", f"tenant.{globex.pk}"]:
         assert shards[layer.consistent_hash(group)].exists(f"asgi:group:{group}"), group
+        assert streams.shard(group) == layer.consistent_hash(group), group
+    for stream in [f"tenant.{acme.pk}", f"user.{gina.pk}"]:  # published to above
+        assert shards[streams.shard(stream)].exists(f"streams:{{{stream}}}:history"), stream
+        assert not shards[1 - streams.shard(stream)].exists(f"streams:{{{stream}}}:history"), stream
 
     # ------------------------------- lose alice's daphne: kill -9, then catch up
-    last_cursor = max(frame["id"] for frame in sockets[alice.pk].durable())
+    acme_stream = f"tenant.{acme.pk}"
+    alice_positions = sockets[alice.pk].positions()  # what her page holds when her daphne dies
+    last_seen = max(frame["offset"] for frame in sockets[alice.pk].durable() if frame["stream"] == acme_stream)
     on_home = [user for user in acme_members if where[user.pk] is home]
     on_other = [user for user in acme_members if where[user.pk] is other]
     home.kill()  # kill -9 of its process group: a crash, not a shutdown
@@ -175,14 +187,18 @@ def test_two_daphnes_behind_nginx_share_events_and_survive_losing_one(
             worker.send(publish_event, "ops.while_away", {"n": n}, audience_kind="tenant", tenant_id=acme.pk)
     finally:
         reset_request_id(token)
-    # The worker runs two tasks at once, so which of the three commits first is a race; every
-    # socket must see them in cursor order (= commit order), the same order for everyone.
+    # The worker runs two tasks at once, so which of the three is published first is a race;
+    # every socket must see them in the stream's offset order (= publish order), consecutive,
+    # the same order for everyone.
     live_orders = []
     for user in on_other:  # still connected: they get the events live
         live = [sockets[user.pk].wait_type("ops.while_away", timeout=20) for _ in range(3)]
         assert sorted(frame["data"]["n"] for frame in live) == [0, 1, 2]
-        live_orders.append([frame["id"] for frame in live])
-    assert all(order == sorted(order) for order in live_orders), live_orders
+        assert {frame["stream"] for frame in live} == {acme_stream}
+        live_orders.append([(frame["offset"], frame["epoch"], frame["data"]["n"]) for frame in live])
+    for order in live_orders:
+        offsets = [offset for offset, _, _ in order]
+        assert offsets == list(range(offsets[0], offsets[0] + 3)), live_orders
     assert len({tuple(order) for order in live_orders}) <= 1, live_orders
     # The worker's metrics port sums what its pool processes published, by type. The counter
     # is bumped just after the frame is handed to the layer, so a browser can see the event a
@@ -199,13 +215,16 @@ def test_two_daphnes_behind_nginx_share_events_and_survive_losing_one(
     wait_for(lambda: all(line in worker_metrics() for line in expected), timeout=10, message="the worker's counters")
 
     # Alice reconnects through nginx, which can only send her to the survivor, and replays.
-    back = started.add(open_socket(nginx.ws_url, session=session_cookie_for(alice), after=last_cursor))
+    back = started.add(open_socket(nginx.ws_url, session=session_cookie_for(alice), positions=alice_positions))
     back.wait_type("hello")
     missed = [back.wait_type("ops.while_away", timeout=20) for _ in range(3)]
     assert sorted(frame["data"]["n"] for frame in missed) == [0, 1, 2]
-    assert [frame["id"] for frame in missed] == sorted(frame["id"] for frame in missed)
-    assert not live_orders or [frame["id"] for frame in missed] == live_orders[0], "replay and live agree"
-    assert all(frame["id"] > last_cursor for frame in missed)
+    replayed = [(frame["offset"], frame["epoch"], frame["data"]["n"]) for frame in missed]
+    # Exactly what she missed of her tenant's stream: the next offsets after hers, in order.
+    assert [frame["offset"] for frame in back.durable() if frame["stream"] == acme_stream] == list(
+        range(last_seen + 1, last_seen + 4)
+    )
+    assert not live_orders or replayed == live_orders[0], "replay and live agree"
     assert not [frame for frame in back.drain(0.5) if frame["type"] == "ops.while_away"], "no duplicates"
     reconnects = [
         line for line in log_lines(other) if line.get("socket") == "connect" and line.get("user_id") == alice.pk

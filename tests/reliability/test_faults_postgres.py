@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from liveplatform.embedded_redis import free_loopback_port
 from tests.reliability.harness import OwnStack
 from tests.support.processes import ROOT, wait_for
-from tests.support.ws import open_socket
+from tests.support.ws import open_socket, positions_token
 
 pytestmark = [pytest.mark.fault, pytest.mark.stack]
 
@@ -147,7 +147,8 @@ def test_postgres_down_for_a_moment_gives_503_then_recovers_with_nothing_half_wr
         assert int(_manage(env, "shell", "-c", COUNT).strip().splitlines()[-1]) == 3
 
         # The socket side recovers: by the open socket, or by a reconnect that replays.
-        with open_socket(stack.daphne.ws_url, session=SEEDED["session"], after=hello["data"]["cursor"]) as again:
+        # From the positions hello gave before the outage: each stream replays from there.
+        with open_socket(stack.daphne.ws_url, session=SEEDED["session"], positions=positions_token([hello])) as again:
             again.wait_type("hello")
             titles = []
             wait_for(
@@ -161,6 +162,8 @@ def test_postgres_down_for_a_moment_gives_503_then_recovers_with_nothing_half_wr
                 ),
                 timeout=30,
             )
+            # Once each: the retried request published one event, not two.
+            assert sorted(titles) == ["pg after", "pg during"], titles
         # The socket open through the outage is either still served or was closed with 1011
         # (its consumer hit the outage); either way its client reconnects and replays, as above.
         try:
