@@ -28,6 +28,10 @@ from .transport import direct_socket, text_frame
 logger = logging.getLogger(__name__)
 
 
+class SourceFailed(Exception):
+    """The channel layer (or the client's feed) this socket depends on failed; ``__cause__`` says how."""
+
+
 class AttachedWebsocketConsumer(AsyncWebsocketConsumer):
     """A WebSocket consumer the channel layer hands its messages to by call, with one loop for both sources."""
 
@@ -175,8 +179,15 @@ class AttachedWebsocketConsumer(AsyncWebsocketConsumer):
         self.enqueue({"type": "realtime.failed", "error": error})
 
     async def realtime_failed(self, message: dict[str, Any]) -> None:
-        """A source of this socket's messages failed: end the consumer with its error."""
-        raise message["error"]
+        """A source of this socket's messages failed: end the consumer with an error caused by it.
+
+        The layer hands one exception object to every socket it served; raising that
+        object itself added each consumer's frames to its ``__traceback__``, and the
+        logged tracebacks grew by thousands of lines (issue 15). Each consumer raises an
+        error of its own instead, caused by the shared one (``realtime.outage`` reads the
+        cause to tell a Redis outage).
+        """
+        raise SourceFailed(f"this socket's messages stopped: {message['error']!r}") from message["error"]
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Call the message's handler (``realtime.event`` -> ``realtime_event``), without a thread hop first.
