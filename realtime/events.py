@@ -26,10 +26,12 @@ Publishing never raises for a delivery failure.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -135,7 +137,7 @@ def send_control(audience: Audience, action: str, **payload: Any) -> None:
 
 def _send_control(group: str, message: dict[str, Any]) -> None:
     try:
-        async_to_sync(get_channel_layer().group_send)(group, message)
+        _run_from_sync(send_to_groups, get_channel_layer(), [(group, message)])
     except Exception:  # noqa: BLE001 - sockets re-read their state on reconnect
         logger.warning("could not send %s to %s: %s", message.get("action"), group, "the channel layer failed")
 
@@ -150,7 +152,23 @@ def _send_to_layer(messages: Sequence[StreamMessage], publications: Sequence[Pub
             sent["text"] = frame_text(message.stream, publication.offset, publication.epoch, message.frame_rest)
             sent.update(stream=message.stream, offset=publication.offset, epoch=publication.epoch)
         sends.append((message.stream, sent))
-    async_to_sync(send_to_groups)(get_channel_layer(), sends)
+    _run_from_sync(send_to_groups, get_channel_layer(), sends)
+
+
+def _run_from_sync(func: Any, *args: Any) -> None:
+    """Run a channel-layer coroutine from sync code, also on a thread that runs an event loop.
+
+    ``async_to_sync`` refuses a thread with a running loop (Playwright's sync API in
+    tests, a sync helper called from async code); there it runs on a helper thread and
+    is waited for, so the caller's order still holds.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        async_to_sync(func)(*args)
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(async_to_sync(func), *args).result()
 
 
 def envelope(event_id: int | None, event_type: str, tenant_slug: str | None, ts: datetime, data: Any) -> str:
