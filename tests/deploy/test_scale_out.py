@@ -170,6 +170,16 @@ def test_two_daphnes_behind_nginx_share_events_and_survive_losing_one(
     for stream in [f"tenant.{acme.pk}", f"user.{gina.pk}"]:  # published to above
         assert shards[streams.shard(stream)].exists(f"streams:{{{stream}}}:history"), stream
         assert not shards[1 - streams.shard(stream)].exists(f"streams:{{{stream}}}:history"), stream
+    # Streams live on both shards: the worker publishes to one user stream the hash places on
+    # each, and each stream's offset, epoch and history are on its own shard only.
+    placed = {streams.shard(f"user.{n}"): n for n in range(10_000, 10_100)}
+    assert set(placed) == {0, 1}
+    for user_id in placed.values():
+        worker.send(publish_event, "ops.placed", {"user": user_id}, audience_kind="user", user_id=user_id)
+    for index, user_id in placed.items():
+        key = f"streams:{{user.{user_id}}}:history"
+        assert wait_for(lambda k=key, i=index: shards[i].exists(k), timeout=20), key
+        assert not shards[1 - index].exists(key), key
 
     # ------------------------------- lose alice's daphne: kill -9, then catch up
     acme_stream = f"tenant.{acme.pk}"
