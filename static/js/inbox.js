@@ -156,7 +156,7 @@ if (root) {
       other.setAttribute("aria-selected", String(selected));
       other.tabIndex = selected ? 0 : -1;
     }
-    list.setAttribute("aria-labelledby", tab.id);
+    document.getElementById("inbox-panel").setAttribute("aria-labelledby", tab.id);
     view.state = tab.dataset.state;
     load({ reset: true });
   }

@@ -234,6 +234,9 @@ function setupBell() {
   const button = bell.querySelector(".bell-button");
   const panel = bell.querySelector(".bell-panel");
   const open = () => {
+    // On phones the panel is a sheet fixed under the header, whatever its height.
+    const header = bell.closest(".topbar");
+    if (header) panel.style.setProperty("--bell-top", `${Math.round(header.getBoundingClientRect().bottom) + 6}px`);
     panel.hidden = false;
     button.setAttribute("aria-expanded", "true");
     fillPanel().catch((error) => console.error(error));
