@@ -46,15 +46,22 @@ ANONYMOUS_PAGES = ["/accounts/login/", "/accounts/signup/", "/t/nowhere/"]
 OVERFLOW = """() => {
   const width = document.documentElement.clientWidth;
   if (document.documentElement.scrollWidth <= width) return null;
+  const clipped = (e) => {
+    for (let p = e.parentElement; p; p = p.parentElement) if (getComputedStyle(p).overflowX !== 'visible') return true;
+    return false;
+  };
   const culprits = [...document.querySelectorAll('body *')]
     .filter((e) => e.getBoundingClientRect().right > width + 1 && getComputedStyle(e).position !== 'fixed')
-    .filter((e) => { for (let p = e.parentElement; p; p = p.parentElement) { if (getComputedStyle(p).overflowX !== 'visible') return false; } return true; })
-    .map((e) => `${e.tagName.toLowerCase()}.${[...e.classList].join('.')} right=${Math.round(e.getBoundingClientRect().right)}`);
+    .filter((e) => !clipped(e))
+    .map((e) => `${e.tagName}.${[...e.classList].join('.')} ${Math.round(e.getBoundingClientRect().right)}`);
   return {scrollWidth: document.documentElement.scrollWidth, width, culprits: culprits.slice(0, 5)};
 }"""
+# Requests the Content-Security-Policy refused, recorded from the first script on.
 CSP_LISTENER = """() => {
   window.__csp = [];
-  document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+  document.addEventListener('securitypolicyviolation', (e) => {
+    window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`);
+  });
 }"""
 
 
