@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import FormView, TemplateView
@@ -50,7 +51,7 @@ class MembersView(TenantViewMixin, FormView):
 
     def post(self, request, *args, **kwargs):
         if not self.membership.is_admin:
-            return HttpResponse("Only tenant admins can manage members.", status=403)
+            raise PermissionDenied("Only tenant admins can manage members.")
         if "remove" in request.POST:
             target = get_object_or_404(self.get_queryset(), pk=request.POST["remove"])
             if target.user_id == request.user.pk:
