@@ -10,6 +10,7 @@
 // each tenant in its menu; their notifications never pop up as toasts here. The
 // server only ever sends a user their own tenants' counts.
 import { live } from "./realtime.js";
+import { notificationIcon, notificationText } from "./feed.js";
 
 const API = "/api/v1/notifications";
 const TOAST_MS = 8_000;
@@ -130,17 +131,13 @@ function showToast(notification) {
   toast.dataset.testid = "notification-toast";
   toast.dataset.notificationId = String(notification.id);
   // #toasts is the polite live region: screen readers announce each toast once.
-  const title = document.createElement("strong");
-  title.className = "toast-title";
-  title.textContent = notification.title;
-  toast.append(title);
-  if (notification.link) {
-    const link = document.createElement("a");
-    link.href = notification.link;
-    link.textContent = "Open";
-    link.addEventListener("click", () => markRead(notification.id, { keepalive: true }));
-    toast.append(" ", link);
-  }
+  toast.append(
+    notificationIcon(notification),
+    notificationText(notification, {
+      titleClass: "toast-title",
+      onOpen: () => markRead(notification.id, { keepalive: true }),
+    }),
+  );
   const close = document.createElement("button");
   close.type = "button";
   close.className = "toast-close";
@@ -165,14 +162,6 @@ function showToast(notification) {
 // ------------------------------------------------------------------------------
 // The dropdown
 // ------------------------------------------------------------------------------
-function timeLabel(iso) {
-  const date = new Date(iso);
-  const element = document.createElement("time");
-  element.dateTime = iso;
-  element.textContent = date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
-  return element;
-}
-
 export function markRead(id, { keepalive = false } = {}) {
   return api(`/${id}/read`, { method: "POST", tenant: bellTenant, keepalive }).catch((error) => console.error(error));
 }
@@ -181,17 +170,14 @@ function bellItem(notification) {
   const item = document.createElement("li");
   item.className = `bell-item level-${notification.level}${notification.read_at ? "" : " unread"}`;
   item.dataset.id = String(notification.id);
-  const title = document.createElement(notification.link ? "a" : "span");
-  title.className = "bell-item-title";
-  title.textContent = notification.title;
-  if (notification.link) {
-    title.href = notification.link;
-    title.addEventListener("click", () => markRead(notification.id, { keepalive: true }));
-  }
-  const meta = document.createElement("div");
-  meta.className = "bell-item-meta";
-  meta.append(timeLabel(notification.created_at));
-  item.append(title, meta);
+  item.dataset.testid = "bell-item";
+  item.append(
+    notificationIcon(notification),
+    notificationText(notification, {
+      titleClass: "bell-item-title",
+      onOpen: () => markRead(notification.id, { keepalive: true }),
+    }),
+  );
   if (!notification.read_at) {
     const read = document.createElement("button");
     read.type = "button";
@@ -204,6 +190,64 @@ function bellItem(notification) {
   return item;
 }
 
+/**
+ * Unread notifications of a category that asks for grouping (the bell's
+ * data-grouped-categories) fold into one row: "3 new in Members", newest first,
+ * with the items one click away. Read ones and other categories stay one per row.
+ */
+function bellRows(items) {
+  // "slug=Label|slug=Label", from notifications/categories.py (group=True).
+  const grouped = new Map(
+    (bell.dataset.groupedCategories || "").split("|").filter(Boolean).map((pair) => pair.split("=")),
+  );
+  const groups = new Map();
+  for (const notification of items) {
+    if (!notification.read_at && grouped.has(notification.category)) {
+      if (!groups.has(notification.category)) groups.set(notification.category, []);
+      groups.get(notification.category).push(notification);
+    }
+  }
+  const rows = [];
+  const done = new Set();
+  for (const notification of items) {
+    const group = groups.get(notification.category);
+    if (!notification.read_at && group && group.length > 1) {
+      if (done.has(notification.category)) continue;
+      done.add(notification.category);
+      rows.push(groupRow(grouped.get(notification.category), group));
+    } else {
+      rows.push(bellItem(notification));
+    }
+  }
+  return rows;
+}
+
+function groupRow(label, members) {
+  const row = document.createElement("li");
+  row.className = `bell-group unread level-${members[0].level}`;
+  row.dataset.category = members[0].category;
+  row.dataset.testid = "bell-group";
+  const details = document.createElement("details");
+  const summary = document.createElement("summary");
+  summary.append(notificationIcon(members[0]));
+  const text = document.createElement("span");
+  text.className = "feed-text";
+  const title = document.createElement("span");
+  title.className = "bell-item-title";
+  title.textContent = `${members.length} new in ${label}`;
+  const preview = document.createElement("span");
+  preview.className = "feed-preview";
+  preview.textContent = members.map((n) => n.title).join(" · ");
+  text.append(title, preview);
+  summary.append(text);
+  const list = document.createElement("ul");
+  list.className = "bell-group-items";
+  list.append(...members.map(bellItem));
+  details.append(summary, list);
+  row.append(details);
+  return row;
+}
+
 function setBellItemRead(ids, read) {
   if (!bell) return;
   for (const id of ids) {
@@ -213,12 +257,15 @@ function setBellItemRead(ids, read) {
     const button = item.querySelector(".bell-item-read");
     if (read && button) button.remove();
   }
+  for (const group of bell.querySelectorAll(".bell-group")) {
+    group.classList.toggle("unread", Boolean(group.querySelector(".bell-item.unread")));
+  }
 }
 
 async function fillPanel() {
   const list = bell.querySelector(".bell-list");
   const page = await api("", { tenant: bellTenant, params: { state: "all", limit: BELL_ITEMS } });
-  list.replaceChildren(...page.items.map(bellItem));
+  list.replaceChildren(...bellRows(page.items));
   if (!page.items.length) {
     const empty = document.createElement("li");
     empty.className = "bell-empty muted";

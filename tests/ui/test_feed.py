@@ -1,0 +1,86 @@
+"""Toasts and bell items read like a feed: icon, title, body preview, actor, a relative time that moves."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from notifications import services
+from notifications.models import Notification
+
+pytestmark = [pytest.mark.browser, pytest.mark.stack]
+
+TIMEOUT = 20_000
+
+
+def test_toast_and_bell_item_show_preview_actor_and_a_relative_time_that_changes(browser_page, org, artifacts_dir):
+    acme, alice, admin = org["acme"], org["alice"], org["admin"]
+    services.notify(
+        acme,
+        alice,
+        category="general",
+        level="warning",
+        title="Storage 80% full",
+        body="Consider **archiving** old exports.",
+        actor=admin,
+    )
+    Notification.objects.filter(title="Storage 80% full").update(created_at=timezone.now() - timedelta(minutes=5))
+    page = browser_page(alice)
+    page.clock.install()
+    page.goto("/t/acme/")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "connected", timeout=TIMEOUT)
+
+    services.notify(
+        acme,
+        alice,
+        category="jobs",
+        level="success",
+        title="Export finished",
+        body="**30,011** notifications exported.",
+        link="/t/acme/jobs/",
+        actor=admin,
+    )
+    toast = page.get_by_test_id("notification-toast")
+    expect(toast).to_contain_text("Export finished", timeout=TIMEOUT)
+    expect(toast.get_by_test_id("notification-preview")).to_have_text("30,011 notifications exported.")
+    expect(toast).to_contain_text("Admin")
+    expect(toast.locator("time")).to_have_text("just now")
+    expect(toast.locator(".notif-icon svg")).to_have_count(1)
+    toast.hover()  # a toast being read stays
+    page.screenshot(path=str(artifacts_dir / "feed-toast.png"))
+    page.clock.fast_forward("01:00")
+    expect(toast.locator("time")).to_have_text(re.compile(r"^1 min"), timeout=TIMEOUT)
+
+    page.get_by_test_id("notification-bell").click()
+    items = page.get_by_test_id("bell-item")
+    expect(items).to_have_count(2, timeout=TIMEOUT)
+    expect(items.nth(1).get_by_test_id("notification-preview")).to_have_text("Consider archiving old exports.")
+    expect(items.nth(1).locator("time")).to_have_text(re.compile(r"^6 min"))
+    expect(items.nth(1)).to_contain_text("Admin")
+    page.screenshot(path=str(artifacts_dir / "feed-bell.png"))
+
+    page.clock.fast_forward("02:00")
+    expect(items.nth(1).locator("time")).to_have_text(re.compile(r"^8 min"), timeout=TIMEOUT)
+    expect(items.nth(0).locator("time")).to_have_text(re.compile(r"^3 min"), timeout=TIMEOUT)
+    assert page.errors == []
+
+
+def test_similar_unread_items_of_a_grouped_category_fold_into_one_row(browser_page, org):
+    acme, alice = org["acme"], org["alice"]
+    for who in ("Ada", "Grace", "Linus"):
+        services.notify(acme, alice, category="comments", title=f"{who} replied to your export")
+    services.notify(acme, alice, category="general", title="Deploy finished")
+    page = browser_page(alice)
+    page.goto("/t/acme/")
+    page.get_by_test_id("notification-bell").click()
+    group = page.get_by_test_id("bell-group")
+    expect(group).to_have_count(1, timeout=TIMEOUT)
+    expect(group).to_contain_text("3 new in Comments")
+    expect(page.locator(".bell-list > .bell-item")).to_have_count(1)
+    group.locator("summary").click()
+    expect(group.get_by_test_id("bell-item")).to_have_count(3)
+    assert page.errors == []
