@@ -12,6 +12,7 @@ from django.views.generic import FormView, TemplateView
 from . import services
 from .api_keys import do_create_api_key, do_revoke_api_key
 from .forms import AddMemberForm
+from .home import home_context
 from .models import ApiKey, Membership
 from .tenancy import TenantViewMixin
 
@@ -32,9 +33,22 @@ class NoTenantView(TemplateView):
 
 
 class TenantHomeView(TenantViewMixin, TemplateView):
-    """A tenant's landing page: who is here and what the user can do."""
+    """A tenant's landing page: what needs the user, what is happening, what happened.
+
+    ``?part=live`` renders only the sections the page re-fetches after a live event.
+    """
 
     template_name = "accounts/tenant_home.html"
+
+    def get_template_names(self) -> list[str]:
+        if self.request.GET.get("part") == "live":
+            return ["accounts/_home_live.html"]
+        return [self.template_name]
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context.update(home_context(self.tenant, self.request.user, self.membership))
+        return context
 
 
 class MembersView(TenantViewMixin, FormView):

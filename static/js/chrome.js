@@ -106,3 +106,8 @@ localiseTimes();
 setupJobsIndicator();
 refreshRelativeTimes();
 setInterval(refreshRelativeTimes, 15_000);
+// A section re-rendered by the server (home.js) has fresh UTC times to show.
+document.addEventListener("chrome:refresh", () => {
+  localiseTimes();
+  refreshRelativeTimes();
+});

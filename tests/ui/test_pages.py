@@ -120,7 +120,7 @@ def audit(page, path: str, label: str, artifacts_dir, axe: Axe, problems: list[s
         panel = page.locator("#notification-panel")
         panel.wait_for(state="visible")
         page.wait_for_selector(
-            "#notification-panel .bell-item, #notification-panel .bell-empty:not(:has-text('Loading'))"
+            "#notification-panel .bell-list > :not(.bell-empty), #notification-panel .bell-empty:not(:has-text('Loading'))"
         )
         box = panel.bounding_box()
         viewport = page.viewport_size
