@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.mixins import LoginRequiredMixin, UserPassesTestMixin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -14,6 +15,7 @@ from .api_keys import do_create_api_key, do_revoke_api_key
 from .forms import AddMemberForm
 from .home import home_context
 from .models import ApiKey, Membership
+from .platform import platform_overview
 from .tenancy import TenantViewMixin
 
 
@@ -22,14 +24,35 @@ def home(request: HttpRequest) -> HttpResponse:
     """Send the user to the tenant they used last, or their first one."""
     memberships = services.tenants_for(request.user)
     if not memberships:
-        return redirect("no_tenant")
+        return redirect("platform_home" if request.user.is_staff else "no_tenant")
     slugs = [m.tenant.slug for m in memberships]
     last = request.session.get("last_tenant")
     return redirect("tenant_home", tenant_slug=last if last in slugs else slugs[0])
 
 
-class NoTenantView(TemplateView):
+class NoTenantView(LoginRequiredMixin, TemplateView):
+    """Where a signed-in user with no tenant lands: what to do next."""
+
     template_name = "accounts/no_tenant.html"
+
+
+class PlatformHomeView(UserPassesTestMixin, TemplateView):
+    """The staff landing page: every tenant and how busy the platform is (``?part=live``: numbers only)."""
+
+    template_name = "accounts/platform_home.html"
+
+    def test_func(self) -> bool:
+        return self.request.user.is_authenticated and self.request.user.is_staff
+
+    def get_template_names(self) -> list[str]:
+        if self.request.GET.get("part") == "live":
+            return ["accounts/_platform_live.html"]
+        return [self.template_name]
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context.update(platform_overview())
+        return context
 
 
 class TenantHomeView(TenantViewMixin, TemplateView):

@@ -39,7 +39,7 @@ ADMIN_PAGES = [
     "/t/acme/announcements/new/",
     "/t/acme/jobs/",
 ]
-STAFF_PAGES = ["/", "/platform/announcements/", "/platform/announcements/new/"]
+STAFF_PAGES = ["/", "/platform/", "/platform/announcements/", "/platform/announcements/new/"]
 ANONYMOUS_PAGES = ["/accounts/login/", "/accounts/signup/", "/t/nowhere/"]
 
 # JavaScript run in the page: widest element past the viewport's right edge, if any.
@@ -120,7 +120,9 @@ def audit(page, path: str, label: str, artifacts_dir, axe: Axe, problems: list[s
         panel = page.locator("#notification-panel")
         panel.wait_for(state="visible")
         page.wait_for_selector(
-            "#notification-panel .bell-list > :not(.bell-empty), #notification-panel .bell-empty:not(:has-text('Loading'))"
+            "#notification-panel .bell-list > :not(.bell-empty),"
+            " #notification-panel .bell-empty:not(:has-text('Loading'))"
+            " #notification-panel .bell-empty:not(:has-text('Loading'))"
         )
         box = panel.bounding_box()
         viewport = page.viewport_size
@@ -170,3 +172,17 @@ def test_every_page_at_desktop_and_phone_width(browser, live, org, scene, make_u
                 audit(page, path, f"{role}-{slug}-{width_name}", artifacts_dir, axe, problems)
             context.close()
     assert problems == [], "\n".join(problems)
+
+
+def test_staff_land_on_the_platform_page(client, org, make_user):
+    """Tests that staff without a tenant see the platform, not "You do not belong to any tenant yet"."""
+    staff = make_user("staff@platform.test", is_staff=True)
+    client.force_login(staff)
+    response = client.get("/", follow=True)
+    assert response.redirect_chain[-1][0] == "/platform/"
+    page = response.content.decode()
+    assert "Acme Corp" in page and "Globex Inc" in page and "sockets online" in page and "jobs running" in page
+    assert "do not belong" not in page
+
+    client.force_login(org["alice"])
+    assert client.get("/platform/").status_code == 403
