@@ -30,6 +30,8 @@ function createRow(data) {
   if (!template || !tbody) return null;
   const row = template.content.firstElementChild.cloneNode(true);
   row.dataset.jobId = String(data.id);
+  row.id = `job-${data.id}`;
+  row.classList.add("job-new");
   row.dataset.url = data.url;
   field(row, "label").href = data.url;
   row.querySelector('[data-action="cancel"]').action = `${data.url}cancel/`;

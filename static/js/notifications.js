@@ -146,6 +146,7 @@ function showToast(notification) {
   close.addEventListener("click", () => toast.remove());
   toast.append(close);
   container.append(toast);
+  avoidActions(container);
   let timer = setTimeout(() => toast.remove(), TOAST_MS);
   // A toast being read (hovered or focused) stays until it is left.
   const hold = () => clearTimeout(timer);
@@ -157,6 +158,25 @@ function showToast(notification) {
   toast.addEventListener("focusin", hold);
   toast.addEventListener("mouseleave", release);
   toast.addEventListener("focusout", release);
+}
+
+/**
+ * Toasts never cover something to click: if the stack overlaps a button or link of the
+ * page (a job row's Download or Retry), it moves to the other bottom corner.
+ */
+function avoidActions(container) {
+  const overlaps = () => {
+    const box = container.getBoundingClientRect();
+    return [...document.querySelectorAll("main button, main a, main input, main select")].some((element) => {
+      const r = element.getBoundingClientRect();
+      return r.width > 0 && r.left < box.right && r.right > box.left && r.top < box.bottom && r.bottom > box.top;
+    });
+  };
+  container.classList.remove("toasts-left");
+  if (overlaps()) {
+    container.classList.add("toasts-left");
+    if (overlaps()) container.classList.remove("toasts-left");
+  }
 }
 
 // ------------------------------------------------------------------------------
