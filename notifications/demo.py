@@ -126,7 +126,7 @@ DEMO_NOTIFICATIONS = [
         "comments",
         Level.INFO,
         "Bob commented on “Release 1.4 notes”",
-        "Ship it. 🚀",
+        "Ship it, the notes read well.",
         "/t/acme/",
         "bob@acme.test",
         0,

@@ -6,7 +6,8 @@ import { relativeTime } from "./chrome.js";
 const SVG = "http://www.w3.org/2000/svg";
 // 24x24 outline paths, one per built-in category; unknown categories get the level's.
 const ICONS = {
-  general: "M4 5h16v11H8l-4 4z",
+  general: "M6 16V11a6 6 0 0 1 12 0v5l2 2H4zm4 4h4",
+  comments: "M4 5h16v11H8l-4 4zm4 4h8m-8 3h5",
   members: "M12 12a4 4 0 1 0 0-8 4 4 0 0 0 0 8zm-7 8c0-3.3 3.1-6 7-6s7 2.7 7 6",
   jobs: "M12 3v3m0 12v3M3 12h3m12 0h3M6 6l2 2m8 8 2 2M6 18l2-2m8-8 2-2M12 9a3 3 0 1 0 0 6 3 3 0 0 0 0-6z",
   announcements: "M4 10v4h3l6 4V6L7 10zm13-1a4 4 0 0 1 0 6",

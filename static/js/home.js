@@ -27,7 +27,6 @@ function drawIcons(root) {
 }
 
 if (home && live) {
-  const target = document.getElementById("home-live");
   let timer = null;
   const refresh = async () => {
     const response = await fetch(home.dataset.refreshUrl, { credentials: "same-origin" });
@@ -35,7 +34,9 @@ if (home && live) {
     const template = document.createElement("template");
     template.innerHTML = await response.text();
     drawIcons(template.content);
-    target.replaceChildren(template.content);
+    for (const slot of template.content.querySelectorAll("[id$='-slot']")) {
+      document.getElementById(slot.id)?.replaceWith(slot);
+    }
     document.dispatchEvent(new CustomEvent("chrome:refresh"));
   };
   const soon = (event) => {

@@ -84,3 +84,22 @@ def test_similar_unread_items_of_a_grouped_category_fold_into_one_row(browser_pa
     group.locator("summary").click()
     expect(group.get_by_test_id("bell-item")).to_have_count(3)
     assert page.errors == []
+
+
+def test_the_home_page_follows_live_what_needs_the_user(browser_page, org):
+    """Tests that a notification and its reading show on the home page without a reload."""
+    acme, alice = org["acme"], org["alice"]
+    page = browser_page(alice)
+    page.goto("/t/acme/")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "connected", timeout=TIMEOUT)
+    expect(page.locator("#home-unread-slot")).to_contain_text("You are all caught up")
+
+    services.notify(acme, alice, category="comments", title="Bob replied in “Q3 plan”", body="Looks **good**.")
+    unread = page.get_by_test_id("home-unread")
+    expect(unread).to_contain_text("Bob replied in “Q3 plan”", timeout=TIMEOUT)
+    expect(unread).to_contain_text("Looks good.")
+    expect(page.locator("#live-activity")).to_contain_text("New notification: Bob replied in “Q3 plan”")
+
+    services.do_mark_all_read(acme, alice)
+    expect(page.locator("#home-unread-slot")).to_contain_text("You are all caught up", timeout=TIMEOUT)
+    assert page.errors == []
