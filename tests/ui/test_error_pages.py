@@ -15,8 +15,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.stack]
 DEBUG_PAGE = "You’re seeing this error because you have"
 
 
-@pytest.fixture
-def dev_server(subprocess_env, live):
+@pytest.fixture(scope="module")
+def dev_server(subprocess_env, web_server):
     """daphne with the development settings `make run` uses: DEBUG on."""
     env = {**subprocess_env, "DJANGO_SETTINGS_MODULE": "liveplatform.settings.dev", "DEBUG": "1", "METRICS_TOKEN": ""}
     server = Daphne(env).start()
@@ -33,7 +33,7 @@ def styled(page) -> bool:
     )
 
 
-def test_404_403_and_metrics_are_product_pages_under_debug(browser, dev_server, org, artifacts_dir):
+def test_404_403_and_metrics_are_product_pages_under_debug(browser, live, dev_server, org, artifacts_dir):
     context = browser.new_context(base_url=dev_server.http_url, viewport={"width": 390, "height": 844})
     context.add_init_script(
         "window.__csp = [];"

@@ -39,7 +39,7 @@ ADMIN_PAGES = [
     "/t/acme/announcements/new/",
     "/t/acme/jobs/",
 ]
-STAFF_PAGES = ["/", "/platform/", "/platform/announcements/", "/platform/announcements/new/"]
+STAFF_PAGES = ["/", "/platform/announcements/", "/platform/announcements/new/"]  # "/" is the platform page
 ANONYMOUS_PAGES = ["/accounts/login/", "/accounts/signup/", "/t/nowhere/"]
 
 # JavaScript run in the page: widest element past the viewport's right edge, if any.
