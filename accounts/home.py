@@ -43,14 +43,11 @@ def unread_notifications(tenant: Tenant, user: AbstractBaseUser) -> list[Any]:
     return list(rows.select_related("actor").order_by("-id")[:UNREAD_SHOWN])
 
 
-def current_announcements(tenant: Tenant, user: AbstractBaseUser) -> list[Any]:
-    """Announcements active now for the user: this tenant's and platform-wide ones."""
-    from django.db.models import Q
+def current_announcements(tenant: Tenant, user: AbstractBaseUser) -> list[dict[str, Any]]:
+    """Announcements active now for the user and not dismissed: this tenant's and platform-wide ones."""
+    from announcements.services import active_for
 
-    from announcements.services import visible_to
-
-    rows = visible_to(user).current().filter(Q(tenant=tenant) | Q(tenant__isnull=True))
-    return list(rows.select_related("author")[:5])
+    return [a for a in active_for(user) if a["tenant"] in (None, tenant.slug)][:5]
 
 
 def active_jobs(user: AbstractBaseUser, membership: Membership) -> list[Any]:

@@ -16,6 +16,7 @@ const REFRESHING = [
   "announcement.published",
   "announcement.updated",
   "announcement.ended",
+  "announcement.dismissed",
   "job.state",
   "membership.changed",
 ];
