@@ -103,3 +103,23 @@ def test_the_home_page_follows_live_what_needs_the_user(browser_page, org):
     services.do_mark_all_read(acme, alice)
     expect(page.locator("#home-unread-slot")).to_contain_text("You are all caught up", timeout=TIMEOUT)
     assert page.errors == []
+
+
+def test_a_toast_never_covers_a_button_of_the_page(browser_page, org):
+    """Tests that the toast stack moves to the other corner when it would cover an action."""
+    page = browser_page(org["alice"])
+    page.goto("/t/acme/")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "connected", timeout=TIMEOUT)
+    # An action where toasts appear by default (bottom right), like a job row's Download.
+    page.evaluate(
+        """() => { const b = document.createElement('button'); b.id = 'corner-action'; b.textContent = 'Download';
+          b.className = 'button'; b.style.cssText = 'position:fixed;right:24px;bottom:24px';
+          document.querySelector('main').append(b); }"""
+    )
+    services.notify(org["acme"], org["alice"], category="jobs", title="Export finished", body="Ready.")
+    toast = page.get_by_test_id("notification-toast")
+    expect(toast).to_be_visible(timeout=TIMEOUT)
+    button, box = page.locator("#corner-action").bounding_box(), toast.bounding_box()
+    apart = box["x"] + box["width"] <= button["x"] or button["x"] + button["width"] <= box["x"]
+    assert apart or box["y"] + box["height"] <= button["y"] or button["y"] + button["height"] <= box["y"]
+    page.locator("#corner-action").click(timeout=2_000)  # nothing in the way
