@@ -31,11 +31,24 @@ def seed(password: str | None) -> list[str]:
             user.save(update_fields=["password"])
         for slug, role in places:
             do_add_member(tenants[slug], user, role=role)
+    _backdate_new_memberships(tenants)
     staff, _ = get_or_create_user(DEMO_STAFF, password=password, is_staff=True, is_superuser=True)
     if password and not staff.check_password(password):
         staff.set_password(password)
         staff.save(update_fields=["password"])
     return demo_logins()
+
+
+def _backdate_new_memberships(tenants: dict) -> None:
+    """Memberships made by this seed joined over the past weeks, as a real team's did."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    fresh = Membership.objects.filter(tenant__in=tenants.values(), created_at__gte=now - timedelta(minutes=5))
+    for index, membership in enumerate(fresh.order_by("id")):
+        Membership.objects.filter(pk=membership.pk).update(created_at=now - timedelta(days=24 - 3 * index, hours=index))
 
 
 def demo_logins() -> list[str]:

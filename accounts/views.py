@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.mixins import LoginRequiredMixin, UserPassesTestMixin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import FormView, TemplateView
@@ -11,7 +13,9 @@ from django.views.generic import FormView, TemplateView
 from . import services
 from .api_keys import do_create_api_key, do_revoke_api_key
 from .forms import AddMemberForm
+from .home import home_context
 from .models import ApiKey, Membership
+from .platform import platform_overview
 from .tenancy import TenantViewMixin
 
 
@@ -20,20 +24,54 @@ def home(request: HttpRequest) -> HttpResponse:
     """Send the user to the tenant they used last, or their first one."""
     memberships = services.tenants_for(request.user)
     if not memberships:
-        return redirect("no_tenant")
+        return redirect("platform_home" if request.user.is_staff else "no_tenant")
     slugs = [m.tenant.slug for m in memberships]
     last = request.session.get("last_tenant")
     return redirect("tenant_home", tenant_slug=last if last in slugs else slugs[0])
 
 
-class NoTenantView(TemplateView):
+class NoTenantView(LoginRequiredMixin, TemplateView):
+    """Where a signed-in user with no tenant lands: what to do next."""
+
     template_name = "accounts/no_tenant.html"
 
 
+class PlatformHomeView(UserPassesTestMixin, TemplateView):
+    """The staff landing page: every tenant and how busy the platform is (``?part=live``: numbers only)."""
+
+    template_name = "accounts/platform_home.html"
+
+    def test_func(self) -> bool:
+        return self.request.user.is_authenticated and self.request.user.is_staff
+
+    def get_template_names(self) -> list[str]:
+        if self.request.GET.get("part") == "live":
+            return ["accounts/_platform_live.html"]
+        return [self.template_name]
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context.update(platform_overview())
+        return context
+
+
 class TenantHomeView(TenantViewMixin, TemplateView):
-    """A tenant's landing page: who is here and what the user can do."""
+    """A tenant's landing page: what needs the user, what is happening, what happened.
+
+    ``?part=live`` renders only the sections the page re-fetches after a live event.
+    """
 
     template_name = "accounts/tenant_home.html"
+
+    def get_template_names(self) -> list[str]:
+        if self.request.GET.get("part") == "live":
+            return ["accounts/_home_live.html"]
+        return [self.template_name]
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context.update(home_context(self.tenant, self.request.user, self.membership))
+        return context
 
 
 class MembersView(TenantViewMixin, FormView):
@@ -50,7 +88,7 @@ class MembersView(TenantViewMixin, FormView):
 
     def post(self, request, *args, **kwargs):
         if not self.membership.is_admin:
-            return HttpResponse("Only tenant admins can manage members.", status=403)
+            raise PermissionDenied("Only tenant admins can manage members.")
         if "remove" in request.POST:
             target = get_object_or_404(self.get_queryset(), pk=request.POST["remove"])
             if target.user_id == request.user.pk:

@@ -21,13 +21,18 @@ class CategoryDefaults:
     in_app: bool = True
     email: bool = False
     required: bool = False
+    # Several unread ones fold into one row of the bell ("3 new in Comments").
+    group: bool = False
 
 
 BUILTIN_CATEGORIES: dict[str, CategoryDefaults] = {
     c.slug: c
     for c in [
         CategoryDefaults("general", "General", "Messages sent to you by your team or its services.", email=True),
-        CategoryDefaults("members", "Members", "Someone joined or left the tenant (admins only).", email=False),
+        CategoryDefaults(
+            "members", "Members", "Someone joined or left the tenant (admins only).", email=False, group=True
+        ),
+        CategoryDefaults("comments", "Comments", "Someone replied to or mentioned you.", email=False, group=True),
         CategoryDefaults("jobs", "Jobs", "A background job you started has finished.", email=True),
         CategoryDefaults("announcements", "Announcements", "Critical announcements from administrators.", email=True),
     ]
@@ -39,3 +44,8 @@ def defaults_for(slug: str) -> CategoryDefaults:
     if slug in BUILTIN_CATEGORIES:
         return BUILTIN_CATEGORIES[slug]
     return CategoryDefaults(slug, slug.replace("-", " ").replace("_", " ").capitalize())
+
+
+def grouped_categories() -> dict[str, str]:
+    """Slug to label of the categories whose unread notifications the bell folds together."""
+    return {c.slug: c.label for c in BUILTIN_CATEGORIES.values() if c.group}

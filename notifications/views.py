@@ -7,6 +7,7 @@ same endpoints the bell uses, so there is one way to read and mark notifications
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.generic import TemplateView
@@ -46,7 +47,7 @@ class PreferencesView(TenantViewMixin, TemplateView):
         slugs = [choice.slug for choice in preferences.choices_for(self.membership)]
         if request.POST.get("scope") == "tenant":
             if not self.membership.is_admin:
-                return HttpResponse("Only tenant admins can change the tenant's defaults.", status=403)
+                raise PermissionDenied("Only tenant admins can change the tenant's defaults.")
             preferences.do_set_tenant_defaults(
                 self.tenant,
                 {

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
 from django.views import View
 from django.views.generic import TemplateView
 
@@ -89,7 +90,8 @@ class StartJobView(JobScopeMixin, View):
             )
         else:
             messages.success(request, f"{kind.label} started.")
-        return redirect("job_list", tenant_slug=self.tenant.slug)
+        # The fragment scrolls the new row (first in the list) into view and highlights it.
+        return redirect(f"{reverse('job_list', kwargs={'tenant_slug': self.tenant.slug})}#job-{job.pk}")
 
 
 def save_upload(tenant_id: int, upload) -> dict[str, str]:

@@ -103,6 +103,9 @@ MIDDLEWARE = [
     "liveplatform.request_id.RequestIdMiddleware",
     # Every error under /api/ is JSON, whichever layer below produced it.
     "liveplatform.middleware.JsonApiErrorsMiddleware",
+    # Outside the rest: under DEBUG, Django's technical error pages become the product's,
+    # even for errors raised by the middleware below (a refused Host is a 400 there).
+    "liveplatform.errors.ProductErrorPagesMiddleware",
     "liveplatform.observability.ApiMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -321,6 +324,11 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 # No inline scripts anywhere: every script is a static ES module.
+# Under DEBUG, show the product's 404 and 500 pages rather than Django's technical ones
+# (liveplatform/errors.py); 0 brings Django's back for debugging URL patterns.
+PRODUCT_ERROR_PAGES = env_bool("PRODUCT_ERROR_PAGES", True)
+CSRF_FAILURE_VIEW = "liveplatform.errors.csrf_failure"
+
 CONTENT_SECURITY_POLICY = os.environ.get(
     "CONTENT_SECURITY_POLICY",
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import template
 
+from ..categories import grouped_categories
 from ..services import counts_for
 
 register = template.Library()
@@ -25,4 +26,5 @@ def notification_bell(context) -> dict:
         "bell_tenant": tenant,
         "counts": counts_for(tenant, user),
         "on_tenant_page": bool(context.get("current_tenant")),
+        "grouped": "|".join(f"{slug}={label}" for slug, label in grouped_categories().items()),
     }

@@ -2,6 +2,7 @@
 import { live } from "./realtime.js";
 import "./notifications.js";
 import "./announcements.js";
+import "./chrome.js";
 
 if (live) {
   live.on("session.ended", () => setTimeout(() => location.reload(), 1_000));

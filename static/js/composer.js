@@ -51,7 +51,37 @@ function update() {
   timer = setTimeout(renderBody, 250);
 }
 
+// The server speaks UTC; the admin types and reads their own zone, which the labels name.
+const pad = (n) => String(n).padStart(2, "0");
+const localValue = (d) =>
+  `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+const utcValue = (d) =>
+  `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
+
+function useLocalTime() {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const inputs = [...form.querySelectorAll('input[type="datetime-local"]')];
+  for (const input of inputs) {
+    if (input.value) input.value = localValue(new Date(`${input.value}Z`));
+    const label = form.querySelector(`label[for="${input.id}"]`);
+    if (label) label.textContent = label.textContent.replace("(UTC)", `(${zone})`);
+  }
+  form.addEventListener("submit", () => {
+    for (const input of inputs) {
+      if (!input.name) continue;
+      const hidden = document.createElement("input");
+      hidden.type = "hidden";
+      hidden.name = input.name;
+      // "YYYY-MM-DDTHH:MM" without a zone is read as the browser's local time.
+      hidden.value = input.value ? utcValue(new Date(input.value)) : "";
+      input.removeAttribute("name");
+      form.append(hidden);
+    }
+  });
+}
+
 if (form && preview) {
+  useLocalTime();
   form.addEventListener("input", update);
   form.addEventListener("change", update);
   update();

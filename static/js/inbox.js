@@ -3,6 +3,8 @@
 // bell, and follows the user's other tabs and devices through live events.
 import { live } from "./realtime.js";
 import { api, countsOf } from "./notifications.js";
+import { relativeTime } from "./chrome.js";
+import { actorName } from "./feed.js";
 
 const root = document.getElementById("inbox");
 const PAGE = 20;
@@ -62,13 +64,12 @@ if (root) {
     body.innerHTML = notification.body_html;
     const meta = document.createElement("div");
     meta.className = "inbox-item-meta muted";
-    const time = document.createElement("time");
-    time.dateTime = notification.created_at;
-    time.textContent = new Date(notification.created_at).toLocaleString(undefined, {
-      dateStyle: "medium",
-      timeStyle: "short",
-    });
-    meta.append(time, ` · ${notification.category}`, notification.actor ? ` · ${notification.actor}` : "");
+    // The same relative time as the bell ("2 min. ago"), the exact moment as its tooltip.
+    meta.append(
+      relativeTime(notification.created_at),
+      ` · ${notification.category}`,
+      notification.actor ? ` · ${actorName(notification.actor)}` : "",
+    );
     const actions = document.createElement("div");
     actions.className = "inbox-item-actions";
     if (notification.archived_at) {
@@ -156,7 +157,7 @@ if (root) {
       other.setAttribute("aria-selected", String(selected));
       other.tabIndex = selected ? 0 : -1;
     }
-    list.setAttribute("aria-labelledby", tab.id);
+    document.getElementById("inbox-panel").setAttribute("aria-labelledby", tab.id);
     view.state = tab.dataset.state;
     load({ reset: true });
   }

@@ -30,6 +30,8 @@ function createRow(data) {
   if (!template || !tbody) return null;
   const row = template.content.firstElementChild.cloneNode(true);
   row.dataset.jobId = String(data.id);
+  row.id = `job-${data.id}`;
+  row.classList.add("job-new");
   row.dataset.url = data.url;
   field(row, "label").href = data.url;
   row.querySelector('[data-action="cancel"]').action = `${data.url}cancel/`;
@@ -94,6 +96,12 @@ function renderTimes(row) {
   }
 }
 
+/** Screen readers hear a job change state (not every tick of its bar): the page's polite region. */
+function announce(text) {
+  const region = document.getElementById("jobs-announcer");
+  if (region) region.textContent = text;
+}
+
 function noteClock(event) {
   const serverTs = Date.parse(event.ts || "");
   if (!Number.isNaN(serverTs)) clockOffsetMs = Date.now() - serverTs;
@@ -114,7 +122,9 @@ function applyState(event) {
   // attempt must not roll a re-queued job back.
   if (attempt < (Number(row.dataset.attempt) || 1)) return;
   row.dataset.attempt = String(attempt);
+  const before = row.dataset.state;
   row.dataset.state = data.cancel_requested && !FINAL.has(data.state) ? "cancelling" : data.state;
+  if (before !== row.dataset.state) announce(`${data.label}: ${STATE_TEXT[row.dataset.state] || row.dataset.state}`);
   row.dataset.done = String(data.done ?? 0);
   row.dataset.total = data.total === null || data.total === undefined ? "" : String(data.total);
   row.dataset.startedAt = data.started_at || "";

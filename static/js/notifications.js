@@ -10,6 +10,7 @@
 // each tenant in its menu; their notifications never pop up as toasts here. The
 // server only ever sends a user their own tenants' counts.
 import { live } from "./realtime.js";
+import { notificationIcon, notificationText } from "./feed.js";
 
 const API = "/api/v1/notifications";
 const TOAST_MS = 8_000;
@@ -130,17 +131,13 @@ function showToast(notification) {
   toast.dataset.testid = "notification-toast";
   toast.dataset.notificationId = String(notification.id);
   // #toasts is the polite live region: screen readers announce each toast once.
-  const title = document.createElement("strong");
-  title.className = "toast-title";
-  title.textContent = notification.title;
-  toast.append(title);
-  if (notification.link) {
-    const link = document.createElement("a");
-    link.href = notification.link;
-    link.textContent = "Open";
-    link.addEventListener("click", () => markRead(notification.id, { keepalive: true }));
-    toast.append(" ", link);
-  }
+  toast.append(
+    notificationIcon(notification),
+    notificationText(notification, {
+      titleClass: "toast-title",
+      onOpen: () => markRead(notification.id, { keepalive: true }),
+    }),
+  );
   const close = document.createElement("button");
   close.type = "button";
   close.className = "toast-close";
@@ -149,6 +146,7 @@ function showToast(notification) {
   close.addEventListener("click", () => toast.remove());
   toast.append(close);
   container.append(toast);
+  avoidActions(container);
   let timer = setTimeout(() => toast.remove(), TOAST_MS);
   // A toast being read (hovered or focused) stays until it is left.
   const hold = () => clearTimeout(timer);
@@ -162,17 +160,28 @@ function showToast(notification) {
   toast.addEventListener("focusout", release);
 }
 
+/**
+ * Toasts never cover something to click: if the stack overlaps a button or link of the
+ * page (a job row's Download or Retry), it moves to the other bottom corner.
+ */
+function avoidActions(container) {
+  const overlaps = () => {
+    const box = container.getBoundingClientRect();
+    return [...document.querySelectorAll("main button, main a, main input, main select")].some((element) => {
+      const r = element.getBoundingClientRect();
+      return r.width > 0 && r.left < box.right && r.right > box.left && r.top < box.bottom && r.bottom > box.top;
+    });
+  };
+  container.classList.remove("toasts-left");
+  if (overlaps()) {
+    container.classList.add("toasts-left");
+    if (overlaps()) container.classList.remove("toasts-left");
+  }
+}
+
 // ------------------------------------------------------------------------------
 // The dropdown
 // ------------------------------------------------------------------------------
-function timeLabel(iso) {
-  const date = new Date(iso);
-  const element = document.createElement("time");
-  element.dateTime = iso;
-  element.textContent = date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
-  return element;
-}
-
 export function markRead(id, { keepalive = false } = {}) {
   return api(`/${id}/read`, { method: "POST", tenant: bellTenant, keepalive }).catch((error) => console.error(error));
 }
@@ -181,17 +190,14 @@ function bellItem(notification) {
   const item = document.createElement("li");
   item.className = `bell-item level-${notification.level}${notification.read_at ? "" : " unread"}`;
   item.dataset.id = String(notification.id);
-  const title = document.createElement(notification.link ? "a" : "span");
-  title.className = "bell-item-title";
-  title.textContent = notification.title;
-  if (notification.link) {
-    title.href = notification.link;
-    title.addEventListener("click", () => markRead(notification.id, { keepalive: true }));
-  }
-  const meta = document.createElement("div");
-  meta.className = "bell-item-meta";
-  meta.append(timeLabel(notification.created_at));
-  item.append(title, meta);
+  item.dataset.testid = "bell-item";
+  item.append(
+    notificationIcon(notification),
+    notificationText(notification, {
+      titleClass: "bell-item-title",
+      onOpen: () => markRead(notification.id, { keepalive: true }),
+    }),
+  );
   if (!notification.read_at) {
     const read = document.createElement("button");
     read.type = "button";
@@ -204,6 +210,64 @@ function bellItem(notification) {
   return item;
 }
 
+/**
+ * Unread notifications of a category that asks for grouping (the bell's
+ * data-grouped-categories) fold into one row: "3 new in Members", newest first,
+ * with the items one click away. Read ones and other categories stay one per row.
+ */
+function bellRows(items) {
+  // "slug=Label|slug=Label", from notifications/categories.py (group=True).
+  const grouped = new Map(
+    (bell.dataset.groupedCategories || "").split("|").filter(Boolean).map((pair) => pair.split("=")),
+  );
+  const groups = new Map();
+  for (const notification of items) {
+    if (!notification.read_at && grouped.has(notification.category)) {
+      if (!groups.has(notification.category)) groups.set(notification.category, []);
+      groups.get(notification.category).push(notification);
+    }
+  }
+  const rows = [];
+  const done = new Set();
+  for (const notification of items) {
+    const group = groups.get(notification.category);
+    if (!notification.read_at && group && group.length > 1) {
+      if (done.has(notification.category)) continue;
+      done.add(notification.category);
+      rows.push(groupRow(grouped.get(notification.category), group));
+    } else {
+      rows.push(bellItem(notification));
+    }
+  }
+  return rows;
+}
+
+function groupRow(label, members) {
+  const row = document.createElement("li");
+  row.className = `bell-group unread level-${members[0].level}`;
+  row.dataset.category = members[0].category;
+  row.dataset.testid = "bell-group";
+  const details = document.createElement("details");
+  const summary = document.createElement("summary");
+  summary.append(notificationIcon(members[0]));
+  const text = document.createElement("span");
+  text.className = "feed-text";
+  const title = document.createElement("span");
+  title.className = "bell-item-title";
+  title.textContent = `${members.length} new in ${label}`;
+  const preview = document.createElement("span");
+  preview.className = "feed-preview";
+  preview.textContent = members.map((n) => n.title).join(" · ");
+  text.append(title, preview);
+  summary.append(text);
+  const list = document.createElement("ul");
+  list.className = "bell-group-items";
+  list.append(...members.map(bellItem));
+  details.append(summary, list);
+  row.append(details);
+  return row;
+}
+
 function setBellItemRead(ids, read) {
   if (!bell) return;
   for (const id of ids) {
@@ -213,12 +277,15 @@ function setBellItemRead(ids, read) {
     const button = item.querySelector(".bell-item-read");
     if (read && button) button.remove();
   }
+  for (const group of bell.querySelectorAll(".bell-group")) {
+    group.classList.toggle("unread", Boolean(group.querySelector(".bell-item.unread")));
+  }
 }
 
 async function fillPanel() {
   const list = bell.querySelector(".bell-list");
   const page = await api("", { tenant: bellTenant, params: { state: "all", limit: BELL_ITEMS } });
-  list.replaceChildren(...page.items.map(bellItem));
+  list.replaceChildren(...bellRows(page.items));
   if (!page.items.length) {
     const empty = document.createElement("li");
     empty.className = "bell-empty muted";
@@ -234,6 +301,9 @@ function setupBell() {
   const button = bell.querySelector(".bell-button");
   const panel = bell.querySelector(".bell-panel");
   const open = () => {
+    // On phones the panel is a sheet fixed under the header, whatever its height.
+    const header = bell.closest(".topbar");
+    if (header) panel.style.setProperty("--bell-top", `${Math.round(header.getBoundingClientRect().bottom) + 6}px`);
     panel.hidden = false;
     button.setAttribute("aria-expanded", "true");
     fillPanel().catch((error) => console.error(error));

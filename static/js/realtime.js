@@ -123,6 +123,8 @@ export class LiveClient {
   }
 
   reconnectNow() {
+    // A socket that stayed open while the network blinked was never lost: say so again.
+    if (!this.stopped && this.socket?.readyState === WebSocket.OPEN) this.setState("connected");
     if (this.stopped || (this.socket && this.socket.readyState <= 1)) return;
     clearTimeout(this.timers.reconnect);
     this.connect();

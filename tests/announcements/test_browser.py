@@ -48,6 +48,7 @@ def test_admin_publishes_members_see_it_live_then_it_ends_everywhere(browser_pag
     # Both loaded the page before the publish: no reload happened.
     assert alice.url.endswith("/t/acme/") and bob.url.endswith("/t/acme/")
 
+    admin.once("dialog", lambda dialog: dialog.accept())  # "End … now?"
     admin.click(f'[data-announcement-row="{announcement.pk}"] [data-action=end]')
     admin.wait_for_url("**/t/acme/announcements/", timeout=TIMEOUT_MS)
     for page in (alice, bob):

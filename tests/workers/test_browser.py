@@ -89,6 +89,7 @@ def test_export_bar_moves_survives_a_reload_downloads_and_another_job_is_cancell
     make_notifications(cast.acme, [cast.alice, cast.bob], ROWS * 3, prefix="More")
     other = start_export(page)
     page.wait_for_selector(f'tr.job[data-job-id="{other.pk}"][data-state="running"]')
+    page.once("dialog", lambda dialog: dialog.accept())  # "Cancel this job?"
     page.click(f'tr.job[data-job-id="{other.pk}"] [data-action="cancel"] button')
     page.wait_for_load_state("load")
     try:

@@ -1,0 +1,89 @@
+"""The details a user trips over: local-time scheduling, confirmations, the new job's row, the jobs indicator."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+from django.conf import settings
+from playwright.sync_api import expect
+
+from announcements.models import Announcement
+from tests.support.ws import session_cookie_for
+from workers.models import Job, JobState
+
+pytestmark = [pytest.mark.browser, pytest.mark.stack]
+
+TIMEOUT = 20_000
+
+
+def open_as(browser, live, user, **options):
+    context = browser.new_context(base_url=live.http_url, viewport={"width": 1280, "height": 800}, **options)
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": session_cookie_for(user), "url": live.http_url}]
+    )
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    return page
+
+
+def test_announcements_are_scheduled_in_the_browsers_zone_and_ending_asks_first(browser, live, org):
+    page = open_as(browser, live, org["admin"], timezone_id="Asia/Tokyo")
+    page.goto("/t/acme/announcements/new/")
+    expect(page.locator('label[for="id_starts_at"]')).to_contain_text("(Asia/Tokyo)")
+    page.fill("#id_title", "Office move")
+    page.fill("#id_starts_at", "2030-01-10T09:00")
+    page.get_by_test_id("publish").click()
+    page.wait_for_url("**/t/acme/announcements/")
+    announcement = Announcement.objects.get(title="Office move")
+    assert announcement.starts_at == datetime(2030, 1, 10, 0, 0, tzinfo=UTC)  # 09:00 in Tokyo
+    row = page.locator(f'[data-announcement-row="{announcement.pk}"]')
+    expect(row).to_contain_text("9:00")
+    expect(page.locator("th", has_text="Window")).to_contain_text("(Asia/Tokyo)")
+
+    # End now asks first; saying no changes nothing.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    row.locator("[data-action=end]").click()
+    expect(row.locator(".announcement-status")).to_have_text("scheduled")
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.locator("[data-action=end]").click()
+    page.wait_for_load_state("load")
+    expect(row.locator(".announcement-status")).to_have_text("ended", timeout=TIMEOUT)
+    expect(row).not_to_contain_text("until ended")
+    assert page.errors == []
+    page.context.close()
+
+
+def test_a_started_job_is_the_first_row_highlighted_and_the_header_says_it_runs(browser, live, org):
+    page = open_as(browser, live, org["admin"])
+    Job.objects.create(tenant=org["acme"], owner=org["alice"], kind="export", state=JobState.CANCELLED)
+    page.goto("/t/acme/jobs/")
+    expect(page.get_by_test_id("jobs-running")).to_be_hidden()
+    cancelled = page.locator('tr.job[data-state="cancelled"] .job-state')
+    assert "⊘" in cancelled.evaluate("e => getComputedStyle(e, '::before').content")
+
+    page.click('button[data-start="export"]')
+    page.wait_for_url(re.compile(r"/t/acme/jobs/#job-\d+$"))
+    job = Job.objects.order_by("-id").first()
+    first = page.locator("#jobs tbody tr.job").first
+    expect(first).to_have_attribute("data-job-id", str(job.pk))
+    assert first.evaluate("row => row.matches(':target')")  # the highlighted one
+    box = first.bounding_box()
+    assert 0 <= box["y"] < page.viewport_size["height"] / 2  # near the top, not at the bottom edge
+
+    # Every page's header shows it runs, and opens the jobs page.
+    page.goto("/t/acme/members/")
+    indicator = page.get_by_test_id("jobs-running")
+    expect(indicator).to_contain_text("1 job running", timeout=TIMEOUT)
+    expect(indicator).to_have_attribute("href", "/t/acme/jobs/")
+
+    # Cancelling asks first.
+    page.goto("/t/acme/jobs/")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.locator(f'tr.job[data-job-id="{job.pk}"] [data-action="cancel"] button').click()
+    job.refresh_from_db()
+    assert job.cancel_requested_at is None
+    assert page.errors == []
+    page.context.close()
