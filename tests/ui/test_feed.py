@@ -62,6 +62,7 @@ def test_toast_and_bell_item_show_preview_actor_and_a_relative_time_that_changes
     expect(items.nth(1).locator("time")).to_have_text(re.compile(r"^6 min"))
     expect(items.nth(1)).to_contain_text("Admin")
     page.screenshot(path=str(artifacts_dir / "feed-bell.png"))
+    expect(toast.get_by_role("button", name="Mark “Export finished” read")).to_be_visible()
 
     page.clock.fast_forward("02:00")
     expect(items.nth(1).locator("time")).to_have_text(re.compile(r"^8 min"), timeout=TIMEOUT)
