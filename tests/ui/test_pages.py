@@ -115,6 +115,16 @@ def audit(page, path: str, label: str, artifacts_dir, axe: Axe, problems: list[s
     if overflow:
         problems.append(f"{label}: horizontal overflow {overflow}")
     page.screenshot(path=str(artifacts_dir / f"page-{label}.png"), full_page=True)
+    toggle = page.locator("#nav-toggle")
+    if path in ("/t/acme/", "/") and toggle.is_visible():  # the phone menu, once per visitor
+        toggle.click()
+        nav = page.locator("#primary-nav")
+        nav.wait_for(state="visible")
+        if page.evaluate(OVERFLOW):
+            problems.append(f"{label}: the open menu overflows")
+        page.screenshot(path=str(artifacts_dir / f"page-{label}-menu.png"))
+        page.keyboard.press("Escape")
+        nav.wait_for(state="hidden")
     bell = page.locator("#notification-bell-button")
     if bell.count():
         bell.click()
