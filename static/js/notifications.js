@@ -138,6 +138,16 @@ function showToast(notification) {
       onOpen: () => markRead(notification.id, { keepalive: true }),
     }),
   );
+  const read = document.createElement("button");
+  read.type = "button";
+  read.className = "linklike toast-read";
+  read.textContent = "Mark read";
+  read.setAttribute("aria-label", `Mark “${notification.title}” read`);
+  read.addEventListener("click", () => {
+    markRead(notification.id);
+    toast.remove();
+  });
+  toast.append(read);
   const close = document.createElement("button");
   close.type = "button";
   close.className = "toast-close";

@@ -98,3 +98,22 @@ def test_a_refused_host_is_the_product_400_and_favicon_resolves(dev_server):
     connection.request("GET", response.getheader("Location"))
     response = connection.getresponse()
     assert response.status == 200 and b"<svg" in response.read()
+
+
+def test_an_uncaught_error_under_debug_is_the_product_500_without_the_database(rf, settings):
+    """Tests that Django's technical 500 becomes the product's page, rendered without context processors."""
+    from django.http import HttpResponse
+
+    from liveplatform.errors import DEBUG_PAGE_MARK, ProductErrorPagesMiddleware
+
+    settings.DEBUG = True
+    technical = HttpResponse(b"<html>... because you have <code>DEBUG = True</code> in ...</html>", status=500)
+    response = ProductErrorPagesMiddleware(lambda request: technical)(rf.get("/boom/"))
+    body = response.content.decode()
+    assert response.status_code == 500
+    assert DEBUG_PAGE_MARK.decode() not in body
+    assert "Something went wrong" in body and "/static/css/app.css" in body
+    assert response["Content-Security-Policy"] == settings.CONTENT_SECURITY_POLICY
+
+    settings.PRODUCT_ERROR_PAGES = False  # a developer who wants Django's page gets it
+    assert ProductErrorPagesMiddleware(lambda request: technical)(rf.get("/boom/")) is technical

@@ -62,6 +62,7 @@ def test_toast_and_bell_item_show_preview_actor_and_a_relative_time_that_changes
     expect(items.nth(1).locator("time")).to_have_text(re.compile(r"^6 min"))
     expect(items.nth(1)).to_contain_text("Admin")
     page.screenshot(path=str(artifacts_dir / "feed-bell.png"))
+    expect(toast.get_by_role("button", name="Mark “Export finished” read")).to_be_visible()
 
     page.clock.fast_forward("02:00")
     expect(items.nth(1).locator("time")).to_have_text(re.compile(r"^8 min"), timeout=TIMEOUT)
@@ -123,3 +124,27 @@ def test_a_toast_never_covers_a_button_of_the_page(browser_page, org):
     apart = box["x"] + box["width"] <= button["x"] or button["x"] + button["width"] <= box["x"]
     assert apart or box["y"] + box["height"] <= button["y"] or button["y"] + button["height"] <= box["y"]
     page.locator("#corner-action").click(timeout=2_000)  # nothing in the way
+
+
+def test_the_home_page_shows_running_jobs_with_bars_that_move(browser_page, org):
+    """Tests that a job running for the user shows on the home page and its bar follows live progress."""
+    from django.utils import timezone
+
+    from workers import services as jobs
+    from workers.models import Job, JobState
+
+    job = Job.objects.create(
+        tenant=org["acme"], owner=org["alice"], kind="export", state=JobState.RUNNING, started_at=timezone.now()
+    )
+    page = browser_page(org["alice"])
+    page.goto("/t/acme/")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "connected", timeout=TIMEOUT)
+    row = page.locator(f'#home tr.job[data-job-id="{job.pk}"]')
+    expect(row).to_be_visible()
+    expect(page.get_by_test_id("jobs-running")).to_contain_text("1 job running")
+
+    jobs.save_job_progress(job, 40, 100, "Writing rows")
+    jobs.publish_job_progress(job)
+    expect(row.locator('[data-field="percent"]')).to_have_text("40%", timeout=TIMEOUT)
+    assert row.locator("progress").evaluate("bar => bar.value") == 40
+    assert page.errors == []

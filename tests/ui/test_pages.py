@@ -39,7 +39,8 @@ ADMIN_PAGES = [
     "/t/acme/announcements/new/",
     "/t/acme/jobs/",
 ]
-STAFF_PAGES = ["/", "/platform/announcements/", "/platform/announcements/new/"]  # "/" is the platform page
+# "/" is the platform page; the Django admin is a page staff reach too.
+STAFF_PAGES = ["/", "/platform/announcements/", "/platform/announcements/new/", "/admin/", "/admin/accounts/apikey/"]
 ANONYMOUS_PAGES = ["/accounts/login/", "/accounts/signup/", "/t/nowhere/"]
 
 # JavaScript run in the page: widest element past the viewport's right edge, if any.
@@ -114,6 +115,16 @@ def audit(page, path: str, label: str, artifacts_dir, axe: Axe, problems: list[s
     if overflow:
         problems.append(f"{label}: horizontal overflow {overflow}")
     page.screenshot(path=str(artifacts_dir / f"page-{label}.png"), full_page=True)
+    toggle = page.locator("#nav-toggle")
+    if path in ("/t/acme/", "/") and toggle.is_visible():  # the phone menu, once per visitor
+        toggle.click()
+        nav = page.locator("#primary-nav")
+        nav.wait_for(state="visible")
+        if page.evaluate(OVERFLOW):
+            problems.append(f"{label}: the open menu overflows")
+        page.screenshot(path=str(artifacts_dir / f"page-{label}-menu.png"))
+        page.keyboard.press("Escape")
+        nav.wait_for(state="hidden")
     bell = page.locator("#notification-bell-button")
     if bell.count():
         bell.click()
@@ -186,3 +197,11 @@ def test_staff_land_on_the_platform_page(client, org, make_user):
 
     client.force_login(org["alice"])
     assert client.get("/platform/").status_code == 403
+
+
+def test_the_django_admin_names_each_section_once_and_says_api_keys(client, make_user):
+    """Tests that allauth's "Accounts" and ours no longer share a title, and "Api keys" reads "API keys"."""
+    client.force_login(make_user("staff@platform.test", is_staff=True, is_superuser=True))
+    page = client.get("/admin/").content.decode()
+    assert page.count(">Accounts<") == 1
+    assert "Tenants and members" in page and ">API keys<" in page and "Api keys" not in page
