@@ -31,7 +31,7 @@ case "$role" in
         --timeout-graceful-shutdown "${SHUTDOWN_DRAIN_SECONDS:-10}" --no-access-log "$@"
     fi
     # No daphne access log: nginx writes one (JSON, with the request id); daphne's is plain text.
-    exec daphne -b "${HOST:-0.0.0.0}" -p "${PORT:-8000}" --proxy-headers --access-log /dev/null \
+    exec python -m liveplatform.daphne_server -b "${HOST:-0.0.0.0}" -p "${PORT:-8000}" --proxy-headers --access-log /dev/null \
       --websocket_timeout "${WEBSOCKET_TIMEOUT:-86400}" \
       --application-close-timeout 10 "$@" liveplatform.asgi:application
     ;;

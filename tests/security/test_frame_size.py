@@ -108,6 +108,16 @@ class RawClient:
         self.reader.join(timeout=5)
 
 
+@pytest.fixture(scope="module")
+def make_run_daphne(subprocess_env):
+    """daphne as ``make run`` serves the site (liveplatform.daphne_server), for this module."""
+    from tests.support.processes import Daphne
+
+    server = Daphne(subprocess_env).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def alice(make_member, make_tenant):
     return make_member(make_tenant("acme"), email="alice@acme.test")
@@ -118,9 +128,16 @@ def alice(make_member, make_tenant):
     [(64 * 1024 + 1, 64 * 1024 + 1), (2 * MiB, 2 * MiB), (16 * MiB, 16 * MiB), (1 << 30, 64 * MiB)],
     ids=["limit+1", "2MiB", "16MiB", "1GiB-header"],
 )
-def test_a_frame_over_the_limit_is_closed_with_1009_at_any_size(live, alice, announced, budget):
-    """Tests that an oversized frame ends in close 1009 the client reads, not a TCP reset or a buffered GiB."""
-    client = RawClient(live.server.port, session_cookie_for(alice))
+@pytest.mark.parametrize("server", ["uvicorn", "daphne"])
+def test_a_frame_over_the_limit_is_closed_with_1009_at_any_size(
+    live, make_run_daphne, alice, server, announced, budget
+):
+    """Tests that an oversized frame ends in close 1009 the client reads, not a TCP reset or a buffered GiB.
+
+    Under uvicorn (production) and under daphne as ``make run`` starts it (``liveplatform.daphne_server``).
+    """
+    port = live.server.port if server == "uvicorn" else make_run_daphne.port
+    client = RawClient(port, session_cookie_for(alice))
     try:
         sent = client.send_text_frame(announced, budget)
         client.wait_closed(timeout=30)

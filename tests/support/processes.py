@@ -107,7 +107,16 @@ class Daphne(ManagedProcess):
     def __init__(self, env: dict[str, str], port: int | None = None) -> None:
         self.port = port or free_loopback_port()
         super().__init__(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "liveplatform.asgi:application"],
+            [
+                sys.executable,
+                "-m",
+                "liveplatform.daphne_server",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "liveplatform.asgi:application",
+            ],
             env,
         )
 

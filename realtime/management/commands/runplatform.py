@@ -126,7 +126,7 @@ class Command(BaseCommand):
                     stop_last=True,
                 )
             )
-        daphne = [python, "-m", "daphne", "-b", host, "-p", str(port)]
+        daphne = [python, "-m", "liveplatform.daphne_server", "-b", host, "-p", str(port)]
         daphne += ["--websocket_timeout", str(settings.WEBSOCKET_TIMEOUT), "--proxy-headers"]
         specs.append(ChildSpec("daphne", [*daphne, "liveplatform.asgi:application"], env))
         if worker:
