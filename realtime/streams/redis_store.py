@@ -218,6 +218,16 @@ class RedisStreamStore:
             [since, limit, new_epoch(), self.history_seconds],
         )
 
+    def published_per_minute(self, minutes: int, now: float | None = None) -> list[int]:
+        """Durable events published in each of the last ``minutes`` whole minutes, oldest first, all hosts together."""
+        current = int((self.clock() if now is None else now) // 60)
+        keys = [f"{self.key_prefix}:published:{minute}" for minute in range(current - minutes, current)]
+        totals = [0] * minutes
+        for client in self.clients:
+            for index, value in enumerate(client.mget(keys)):
+                totals[index] += int(value or 0)
+        return totals
+
     def forget(self, stream: str) -> None:
         """Lose the stream's history and position: the next use starts a new epoch."""
         self.clients[self.shard(stream)].delete(self._meta_key(stream), self._history_key(stream))

@@ -83,11 +83,12 @@ def test_bench_smoke_holds_idle_sockets_and_measures_their_memory(smoke):
 
 @pytest.mark.stack
 @pytest.mark.timeout(300)
-def test_bench_smoke_prints_a_verdict_for_every_target_of_issue_7(smoke):
-    """Tests that each of the six targets gets a status line, and a JSON report rebuilds the same tables."""
+def test_bench_smoke_prints_a_verdict_for_every_target_of_issues_7_and_14(smoke):
+    """Tests that issue 7's six targets and issue 14's four get a status line, and a JSON report rebuilds the tables."""
     stdout, _, out = smoke
     verdicts = [line for line in stdout.splitlines() if line.startswith("target: ")]
-    assert len(verdicts) == 6, verdicts
+    assert len(verdicts) == 10, verdicts
+    assert sum("publish()" in line or "Celery" in line or "POST /api" in line for line in verdicts[6:]) == 4
     assert all(line.rsplit(": ", 1)[1].split(" (")[0] in ("met", "not met", "not measured") for line in verdicts)
     rebuilt = subprocess.run(
         [sys.executable, "-m", "bench", "--report", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60

@@ -316,3 +316,22 @@ def test_a_process_hears_its_streams_on_every_shard_in_order_per_stream():
     finally:
         for shard in shards:
             shard.stop()
+
+
+def test_durable_publishes_are_counted_per_minute_on_every_host_and_ephemeral_ones_not():
+    """Tests the platform page's figure: events per whole minute, summed over the shards."""
+    shards = [_started_redis(), _started_redis()]
+    try:
+        clock = Clock()
+        store = RedisStreamStore([shard.url for shard in shards], clock=clock)
+        clock.now = (int(clock.now) // 60) * 60 - 90  # the middle of the minute before last
+        store.publish_many([message(f"user.{n}", 0) for n in range(20)])
+        store.publish_many([StreamMessage("user.1", '{"id":null}', durable=False)])
+        clock.now += 60
+        store.publish_many([message("tenant.1", 0), message("tenant.2", 0)])
+        clock.now += 60
+        assert store.published_per_minute(3) == [0, 20, 2]
+        store.close()
+    finally:
+        for shard in shards:
+            shard.stop()

@@ -21,7 +21,7 @@ from tests.support.processes import LOG_DIR, ROOT, wait_for
 # The direct children of runplatform, recognised by their command lines.
 CHILD_MARKERS = {
     "redis": "redis-server",
-    "daphne": "-m daphne",
+    "daphne": "-m liveplatform.daphne_server",
     "worker": "liveplatform worker",
     "beat": "liveplatform beat",
 }

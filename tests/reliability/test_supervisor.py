@@ -2,8 +2,9 @@
 
 These tests start ``manage.py runplatform`` itself (``tests/reliability/running_platform.py``),
 with its own VAR_DIR and the embedded Redis it supervises, and kill its children as an
-operator would. Tasks are ``realtime.tasks.publish_event`` calls: each one that runs
-stores a durable Event, so the Event table says which ran.
+operator would. Tasks are ``realtime.tasks.publish_event`` calls to the platform stream:
+each one that runs appends one event to that stream's history, in the platform's own
+Redis, so the history says which ran.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.reliability.running_platform import RunningPlatform
 from tests.support.processes import ROOT, wait_for
-from tests.support.ws import open_socket, session_cookie_for
+from tests.support.ws import open_socket, positions_token, session_cookie_for
 
 pytestmark = [pytest.mark.fault, pytest.mark.stack, pytest.mark.slow]
 
@@ -52,40 +53,51 @@ def queue_tasks(broker_url: str, label: str, count: int) -> list[str]:
     return messages
 
 
-def ran(label: str) -> Counter:
-    """How many times each task of ``label`` ran (one stored Event per run)."""
-    from realtime.models import Event
+def platform_history(redis_url: str) -> list[tuple[int, dict]]:
+    """The platform stream's history in the running platform's Redis: (offset, data) of each event, in order."""
+    import json
 
-    found = Event.objects.filter(type=EVENT_TYPE).values_list("data", flat=True)
-    return Counter(data["message"] for data in found if data["message"].startswith(f"{label}-"))
+    client = redis.Redis.from_url(f"{redis_url}/0")
+    entries = client.xrange("streams:{platform}:history")
+    return [
+        (int(entry_id.split(b"-")[0]), json.loads("{" + fields[b"d"].decode())["data"]) for entry_id, fields in entries
+    ]
 
 
-def wait_all_ran(label: str, messages: list[str], timeout: float) -> Counter:
+def ran(platform, label: str) -> Counter:
+    """How many times each task of ``label`` ran (one event in the platform stream per run)."""
+    return Counter(
+        data["message"]
+        for _, data in platform_history(platform.redis_url)
+        if data.get("message", "").startswith(f"{label}-")
+    )
+
+
+def wait_all_ran(platform, label: str, messages: list[str], timeout: float) -> Counter:
     try:
         return wait_for(
-            lambda: (counts := ran(label)) and set(counts) == set(messages) and counts,
+            lambda: (counts := ran(platform, label)) and set(counts) == set(messages) and counts,
             timeout=timeout,
             interval=0.25,
         )
     except TimeoutError:
-        raise AssertionError(f"{len(ran(label))} of {len(messages)} {label} tasks ran") from None
+        raise AssertionError(f"{len(ran(platform, label))} of {len(messages)} {label} tasks ran") from None
 
 
 class Follower:
-    """A member's socket that behaves as realtime.js does: on close, reconnect and resume after its cursor."""
+    """A member's socket that behaves as realtime.js does: on close, reconnect and resume from its positions."""
 
     def __init__(self, ws_url: str, session: str) -> None:
-        from realtime.services import latest_cursor
-
         self.ws_url, self.session = ws_url, session
-        self.cursor = latest_cursor()  # as a page does: resume after what it showed
-        self.ids: list[int] = []  # the ids of EVENT_TYPE events received, in order
+        self.positions: str | None = None  # as a new page: each stream from its top, then what arrives
+        self.ids: list[int] = []  # the platform-stream offsets of EVENT_TYPE events received, in order
         self.close_codes: list[int | None] = []
         self.sock = self._open()
 
     def _open(self):
-        sock = open_socket(self.ws_url, session=self.session, after=self.cursor, timeout=5)
-        sock.wait_type("hello")
+        sock = open_socket(self.ws_url, session=self.session, positions=self.positions, timeout=5)
+        hello = sock.wait_type("hello")
+        self.positions = positions_token([hello], start=self.positions or "")
         return sock
 
     def _reconnect(self) -> bool:
@@ -99,10 +111,10 @@ class Follower:
         """Read what arrives for a moment; reconnect if the server closed the socket."""
         try:
             for frame in self.sock.listen(seconds):
-                if frame.get("id") is not None:
-                    self.cursor = max(self.cursor, frame["id"])
-                    if frame["type"] == EVENT_TYPE:
-                        self.ids.append(frame["id"])
+                if "stream" in frame or frame["type"] == "resync":
+                    self.positions = positions_token([frame], start=self.positions)
+                    if frame["type"] == EVENT_TYPE and frame["stream"] == "platform":
+                        self.ids.append(frame["offset"])
         except ConnectionClosed as closed:
             self.close_codes.append(closed.rcvd.code if closed.rcvd else None)
             wait_for(self._reconnect, timeout=30, interval=0.2, message="socket back")
@@ -115,7 +127,8 @@ class Follower:
             missing = sorted(set(expected) - set(self.ids))
             raise AssertionError(
                 f"socket not caught up: {len(missing)} of {len(expected)} missing (first {missing[:5]}), "
-                f"cursor {self.cursor}, closes {self.close_codes}, frames {[f['type'] for f in self.sock.frames[-8:]]}"
+                f"positions {self.positions}, closes {self.close_codes}, "
+                f"frames {[f['type'] for f in self.sock.frames[-8:]]}"
             ) from None
 
     def close(self) -> None:
@@ -125,12 +138,13 @@ class Follower:
             pass
 
 
-def event_ids(label: str) -> list[int]:
-    """The ids of the stored events of ``label``'s tasks, in cursor order."""
-    from realtime.models import Event
-
-    rows = Event.objects.filter(type=EVENT_TYPE).order_by("id").values_list("id", "data")
-    return [pk for pk, data in rows if data["message"].startswith(f"{label}-")]
+def event_ids(platform, label: str) -> list[int]:
+    """The platform-stream offsets of ``label``'s tasks' events, in offset order."""
+    return [
+        offset
+        for offset, data in platform_history(platform.redis_url)
+        if data.get("message", "").startswith(f"{label}-")
+    ]
 
 
 def test_the_worker_killed_is_restarted_and_runs_every_task_queued_around_the_kill(transactional_db, platform):
@@ -141,7 +155,7 @@ def test_the_worker_killed_is_restarted_and_runs_every_task_queued_around_the_ki
     after = queue_tasks(platform.broker_url, "late", 60)
     platform.wait_restarted("worker", killed, timeout=10)
     restarted = time.monotonic() - killed_at
-    counts = wait_all_ran("worker", before, timeout=60) + wait_all_ran("late", after, timeout=60)
+    counts = wait_all_ran(platform, "worker", before, timeout=60) + wait_all_ran(platform, "late", after, timeout=60)
     print(f"\nworker: new process {restarted:.1f} s after kill -9; all 120 ran"
           f" {time.monotonic() - killed_at:.1f} s after; {sum(counts.values()) - len(counts)} ran twice")  # fmt: skip
     assert len(counts) == 120
@@ -165,7 +179,7 @@ def test_redis_killed_comes_back_on_the_same_port_with_its_data_and_no_queued_ta
     assert wait_for(lambda: client.get("supervisor-test-marker"), timeout=10, message="Redis back") == b"kept"
     back = time.monotonic() - killed_at
     assert platform.redis_port == port
-    counts = wait_all_ran("redis", messages, timeout=90)
+    counts = wait_all_ran(platform, "redis", messages, timeout=90)
     print(f"\nredis: answering with its data on port {port} {back:.1f} s after kill -9; all 120 ran"
           f" {time.monotonic() - killed_at:.1f} s after; {sum(counts.values()) - len(counts)} ran twice")  # fmt: skip
     assert len(counts) == 120
@@ -173,14 +187,14 @@ def test_redis_killed_comes_back_on_the_same_port_with_its_data_and_no_queued_ta
     assert platform.output().count("redis was killed by signal 9") == 1
     # The member's socket: told to come back later (1013) if the outage reached it, back, and caught up.
     try:
-        follower.caught_up(event_ids("redis"), timeout=30)
+        follower.caught_up(event_ids(platform, "redis"), timeout=30)
     finally:
         follower.close()
     print(
         f"redis: the socket (closed with {follower.close_codes}) caught up {time.monotonic() - killed_at:.1f} s after"
     )
     assert set(follower.close_codes) <= {1013}, follower.close_codes
-    assert follower.ids == sorted(set(follower.ids)), "every event once, in cursor order"
+    assert follower.ids == sorted(set(follower.ids)), "every event once, in offset order"
 
 
 def test_daphne_killed_is_restarted_and_its_sockets_come_back_and_catch_up(transactional_db, platform, make_member):
@@ -193,12 +207,12 @@ def test_daphne_killed_is_restarted_and_its_sockets_come_back_and_catch_up(trans
     wait_for(platform.healthy, timeout=10, message="daphne serving again")
     print(f"\ndaphne: serving again {time.monotonic() - killed_at:.1f} s after kill -9")
     try:
-        wait_all_ran("daphne", [f"daphne-{i}" for i in range(20)], timeout=60)
-        follower.caught_up(event_ids("daphne"), timeout=30)
+        wait_all_ran(platform, "daphne", [f"daphne-{i}" for i in range(20)], timeout=60)
+        follower.caught_up(event_ids(platform, "daphne"), timeout=30)
     finally:
         follower.close()
     print(f"daphne: the socket caught up with the 20 events {time.monotonic() - killed_at:.1f} s after kill -9")
-    assert follower.ids == event_ids("daphne")
+    assert follower.ids == event_ids(platform, "daphne")
     assert platform.process.poll() is None
 
 
@@ -267,7 +281,7 @@ def test_tasks_queued_before_ctrl_c_run_after_the_platform_starts_again(transact
         first.stop()
     second = RunningPlatform(subprocess_env, var_dir, "--no-beat").start()
     try:
-        counts = wait_all_ran("restart", messages, timeout=90)
+        counts = wait_all_ran(second, "restart", messages, timeout=90)
         assert len(counts) == 120 and max(counts.values()) == 1
     finally:
         second.stop()

@@ -58,6 +58,11 @@ if history_size ~= "0" then
     redis.call("expire", result_key, result_ttl)
   end
 
+  -- Durable events per minute on this host, for the platform page (kept a little over an hour).
+  local minute_key = KEYS[1]:match("^[^:]*") .. ":published:" .. math.floor(now / 60)
+  redis.call("incr", minute_key)
+  redis.call("expire", minute_key, 3900)
+
   -- The frame as sockets get it, built once here for every member.
   text = '{"stream":"' .. stream .. '","offset":' .. offset .. ',"epoch":"' .. epoch .. '",' .. frame_rest
 end
