@@ -56,8 +56,10 @@ class RealtimeConsumer(AttachedWebsocketConsumer):
         """The state every socket starts with, before it knows its user."""
         self.user = None
         self.groups_joined: set[str] = set()
-        # Per stream: the position through which this socket has been sent its events.
-        self.positions: dict[str, Position] = {}
+        # Per stream: the offset through which this socket has been sent its events, and its
+        # epoch. Two plain dicts, not Position objects: take() runs once per socket and event.
+        self.offsets: dict[str, int] = {}
+        self.epochs: dict[str, str] = {}
         self.repairing: set[str] = set()
         self.bucket = TokenBucket(
             settings.REALTIME["CLIENT_FRAMES_PER_SECOND"], settings.REALTIME["CLIENT_FRAMES_BURST"]
@@ -123,9 +125,13 @@ class RealtimeConsumer(AttachedWebsocketConsumer):
         if result.resyncs:
             metrics.RESYNCS.inc(len(result.resyncs))
         for stream, top in result.positions.items():
-            known = self.positions.get(stream)
-            if known is None or known.epoch != top.epoch or top.offset > known.offset:
-                self.positions[stream] = top
+            if self.epochs.get(stream) != top.epoch or top.offset > self.offsets[stream]:
+                self.offsets[stream], self.epochs[stream] = top.offset, top.epoch
+
+    @property
+    def positions(self) -> dict[str, Position]:
+        """Where this socket stands in each stream it follows."""
+        return {stream: Position(offset, self.epochs[stream]) for stream, offset in self.offsets.items()}
 
     # --------------------------------------------------------------------------
     # The heartbeat (realtime.hub beats for every socket of the process at once)
@@ -251,19 +257,27 @@ class RealtimeConsumer(AttachedWebsocketConsumer):
         stream = message.get("stream")
         if stream is None:
             return True  # ephemeral: no position
-        if stream not in self.streams:
-            return False  # in flight when the user left the tenant: no longer theirs
-        offset, epoch = message["offset"], message["epoch"]
-        known = self.positions.get(stream)
-        if known is not None and known.epoch == epoch:
-            if offset <= known.offset or stream in self.repairing:
+        known = self.offsets.get(stream)
+        offset = message["offset"]
+        if known is not None and offset == known + 1 and not self.repairing and message["epoch"] == self.epochs[stream]:
+            self.offsets[stream] = offset  # the next one, as nearly always
+            return True
+        return self._take_unusual(stream, known, offset, message["epoch"])
+
+    def _take_unusual(self, stream: str, known: int | None, offset: int, epoch: str) -> bool:
+        """``take`` for anything but the next offset of a stream: a repeat, a gap, a new epoch, a stream left."""
+        if known is None:
+            if stream not in self.streams:
+                return False  # in flight when the user left the tenant: no longer theirs
+        elif epoch == self.epochs[stream]:
+            if offset <= known or stream in self.repairing:
                 return False
-            if offset > known.offset + 1:
+            if offset > known + 1:
                 self.repairing.add(stream)
                 self.queued += 1
                 self.enqueue({"type": "realtime.repair", "stream": stream})
                 return False
-        self.positions[stream] = Position(offset, epoch)
+        self.offsets[stream], self.epochs[stream] = offset, epoch
         return True
 
     async def realtime_repair(self, message: dict[str, Any]) -> None:
@@ -271,7 +285,7 @@ class RealtimeConsumer(AttachedWebsocketConsumer):
         stream = message["stream"]
         try:
             metrics.EVENTS_REPAIRED.inc()
-            await self.replay({stream: self.positions[stream]})
+            await self.replay({stream: Position(self.offsets[stream], self.epochs[stream])})
         finally:
             self.repairing.discard(stream)
 
@@ -282,10 +296,12 @@ class RealtimeConsumer(AttachedWebsocketConsumer):
             subs = await db_call(services.subscriptions_for)(self.user)
             self.use_subscriptions(subs)
             wanted = self.streams
+            # Before any await: an event of a stream just left, still in flight, must not pass take().
+            for stream in self.groups_joined - wanted:
+                self.offsets.pop(stream, None)
+                self.epochs.pop(stream, None)
             await leave_groups(self.channel_layer, self.groups_joined - wanted, self.channel_name)
             joining = wanted - self.groups_joined
-            for stream in self.groups_joined - wanted:
-                self.positions.pop(stream, None)
             # A stream joined now owes the socket only what is published from now on: its
             # top read before joining, then a replay of anything that came in between.
             since = await db_call(services.stream_tops)(joining) if joining else {}

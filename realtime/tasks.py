@@ -23,7 +23,7 @@ def relay_outbox() -> int:
     return outbox.relay()
 
 
-@shared_task(name="realtime.tasks.publish_event")
+@shared_task(name="realtime.tasks.publish_event", ignore_result=True)
 def publish_event(
     event_type: str,
     data: dict[str, Any],

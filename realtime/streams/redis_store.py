@@ -219,9 +219,12 @@ class RedisStreamStore:
         )
 
     def published_per_minute(self, minutes: int, now: float | None = None) -> list[int]:
-        """Durable events published in each of the last ``minutes`` whole minutes, oldest first, all hosts together."""
+        """Durable events published in each of the last ``minutes`` minutes, oldest first, all hosts together.
+
+        The last is the minute now running (so far).
+        """
         current = int((self.clock() if now is None else now) // 60)
-        keys = [f"{self.key_prefix}:published:{minute}" for minute in range(current - minutes, current)]
+        keys = [f"{self.key_prefix}:published:{minute}" for minute in range(current - minutes + 1, current + 1)]
         totals = [0] * minutes
         for client in self.clients:
             for index, value in enumerate(client.mget(keys)):

@@ -329,8 +329,7 @@ def test_durable_publishes_are_counted_per_minute_on_every_host_and_ephemeral_on
         store.publish_many([StreamMessage("user.1", '{"id":null}', durable=False)])
         clock.now += 60
         store.publish_many([message("tenant.1", 0), message("tenant.2", 0)])
-        clock.now += 60
-        assert store.published_per_minute(3) == [0, 20, 2]
+        assert store.published_per_minute(3) == [0, 20, 2]  # the last is the minute now running
         store.close()
     finally:
         for shard in shards:
