@@ -20,7 +20,7 @@ import redis
 from asgiref.sync import async_to_sync
 
 from realtime.layers import ForeignChannel, PumpedRedisChannelLayer, ReceiveAborted
-from tests.support.processes import RedisServer, wait_for
+from tests.support.processes import RedisServer
 
 pytestmark = [pytest.mark.stack]
 
@@ -30,12 +30,9 @@ RECEIVE_TIMEOUT = 5.0
 @pytest.fixture(scope="module")
 def spec_redis() -> Iterator[RedisServer]:
     """A Redis of this module's own: flush() and blocked pops touch nobody else's keys."""
-    server = RedisServer().start()
-    try:
-        wait_for(lambda: redis.Redis.from_url(server.url, socket_timeout=1).ping(), timeout=20, message="spec redis")
-        yield server
-    finally:
-        server.stop()
+    server = RedisServer().start()  # answers PING when start() returns
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -17,15 +17,14 @@ import redis
 from asgiref.sync import async_to_sync
 
 from realtime.streams import InMemoryStreamStore, Position, RedisStreamStore, StreamMessage
-from tests.support.processes import RedisServer, wait_for
+from tests.support.processes import RedisServer
 
 pytestmark = [pytest.mark.stack]
 
 
 def _started_redis(port: int | None = None) -> RedisServer:
-    server = RedisServer(port).start()
-    wait_for(lambda: redis.Redis.from_url(server.url, socket_timeout=1).ping(), timeout=20, message="own redis")
-    return server
+    """A Redis of the test's own, answering PING (``RedisServer.start`` waits for it)."""
+    return RedisServer(port).start()
 
 
 @pytest.fixture(scope="module")
