@@ -17,18 +17,9 @@ import time
 import pytest
 
 from realtime.streams import Position, encode_positions
-from tests.reliability.harness import (
-    ApiPublisher,
-    Fleet,
-    OwnStack,
-    TaskPublisher,
-    assert_exact_sequences,
-    describe,
-    make_cast,
-    missed,
-    page_positions,
-    wait_until_published,
-)
+from tests.reliability.harness import Fleet, OwnStack, make_cast, page_positions
+from tests.reliability.load import ApiPublisher, TaskPublisher
+from tests.reliability.verdict import assert_exact_sequences, describe, missed, wait_until_published
 from tests.support.processes import wait_for
 
 pytestmark = [pytest.mark.fault, pytest.mark.stack]
@@ -267,7 +258,7 @@ def test_a_worker_killed_mid_job_is_retried_within_the_bound_and_a_second_worker
     """Tests kill -9 of the worker running an export: never stuck running, queued work still done."""
     import uuid
 
-    from tests.reliability.harness import send_task
+    from tests.reliability.load import send_task
     from tests.support.processes import CeleryBeat
     from tests.workers.helpers import make_notifications
     from workers.conf import job_settings

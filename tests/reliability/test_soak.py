@@ -19,15 +19,9 @@ from collections import Counter
 
 import pytest
 
-from tests.reliability.harness import (
-    ApiPublisher,
-    Fleet,
-    OwnStack,
-    TaskPublisher,
-    assert_exact_sequences,
-    error_lines,
-    send_task,
-)
+from tests.reliability.harness import Fleet, OwnStack
+from tests.reliability.load import ApiPublisher, TaskPublisher, send_task
+from tests.reliability.verdict import assert_exact_sequences, error_lines
 from tests.support.processes import wait_for
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "120"))
