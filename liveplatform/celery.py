@@ -9,12 +9,16 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from liveplatform import kombu_guard
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveplatform.settings.dev")
 
 # What handing a task over raises while Redis is down (after the short retry policy in
 # settings): kombu's error for the broker, and the RuntimeError Celery's Redis result
 # backend raises when it cannot subscribe to the task's result.
 BROKER_UNAVAILABLE = (OperationalError, RedisConnectionError, RedisTimeoutError, RuntimeError)
+
+kombu_guard.install()  # a worker must outlive a Redis restart (see the module)
 
 app = Celery("liveplatform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
