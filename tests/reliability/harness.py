@@ -377,6 +377,10 @@ class Fleet:
                     state.ws = ws
                     await self._read(state, ws)
                     state.closes.append(ws.close_code)
+            except websockets.InvalidStatus as refused:  # the handshake answered with an HTTP status
+                state.closes.append(f"HTTP {refused.response.status_code}")
+            except websockets.ConnectionClosed as closed:  # the server closed it: its close code, if it sent one
+                state.closes.append(closed.rcvd.code if closed.rcvd else "no close frame")
             except Exception as exc:  # noqa: BLE001 - any failure means: back off and reconnect
                 state.closes.append(type(exc).__name__)
             state.connected = False

@@ -55,6 +55,7 @@ class TaskPublisher(threading.Thread):
         super().__init__(daemon=True)
         self.broker_url, self.tenant_ids, self.interval = broker_url, tenant_ids, interval
         self.sent = 0
+        self.sent_numbers: list[int] = []  # the ``n`` of each task the broker took
         self.failed = 0
         self.stopping = threading.Event()
 
@@ -73,6 +74,7 @@ class TaskPublisher(threading.Thread):
                     retry=False,
                 )
                 self.sent += 1
+                self.sent_numbers.append(n)
             except Exception:  # noqa: BLE001 - broker down: this tick is not sent
                 self.failed += 1
             n += 1
