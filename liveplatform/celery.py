@@ -4,7 +4,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging, worker_init, worker_process_shutdown
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_init, worker_process_shutdown
 from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -33,6 +33,23 @@ def use_django_logging(**kwargs: Any) -> None:
     from django.conf import settings
 
     dictConfig(settings.LOGGING)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def close_old_database_connections(task: Any = None, **kwargs: Any) -> None:
+    """Treat each task as Django treats a request: keep the connection while CONN_MAX_AGE allows.
+
+    Closes a connection that is older than ``DATABASE_CONN_MAX_AGE`` (0: every time, as
+    Celery itself would), broken, or left inside a transaction; with health checks on,
+    a connection that went away (a database restart) is replaced before the next task.
+    Eager tasks run inside the caller's transaction and are left alone.
+    """
+    if getattr(getattr(task, "request", None), "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 @worker_init.connect

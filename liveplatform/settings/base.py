@@ -145,6 +145,7 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+        conn_health_checks=True,  # a kept connection that went away is replaced, not used
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -250,6 +251,11 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes the database connection before and after every task,
+# whatever CONN_MAX_AGE says, unless this is set: opening a SQLite connection was 40% of
+# a publish_event task. Set out of reach, the fixup never closes; liveplatform/celery.py
+# closes as Django does around a request instead (old, broken or mid-transaction only).
+CELERY_DB_REUSE_MAX = 2**62
 # Handing a task over must fail fast when Redis is down (a request or a command waits on
 # it): one retry, then the caller gets an error it can report. Without these, apply_async
 # waited 19 s for the result backend's 20 reconnects, and the broker's connection retries

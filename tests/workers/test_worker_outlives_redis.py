@@ -25,7 +25,7 @@ def broker_queue():
     raw = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     taken: list[str] = []
     yield name, raw, taken
-    raw.delete(name)
+    raw.delete(name, f"_kombu.binding.{name}")
     for tag in taken:
         raw.hdel("unacked", tag)
         raw.zrem("unacked_index", tag)
