@@ -360,6 +360,9 @@ REALTIME = {
     # this many seconds (realtime/streams). Older positions get `recovered: false`.
     "STREAM_HISTORY_SIZE": env_int("REALTIME_STREAM_HISTORY_SIZE", 1000),
     "STREAM_HISTORY_SECONDS": env_int("REALTIME_STREAM_HISTORY_SECONDS", 24 * 3600),
+    # Streams' keys in Redis start with this: two platforms (or test runs) sharing one
+    # Redis keep their histories apart.
+    "STREAM_KEY_PREFIX": os.environ.get("REALTIME_STREAM_KEY_PREFIX", "streams"),
     # Durable events whose producer died after its commit (or that Redis refused) wait
     # in the outbox; beat relays those older than RELAY_AFTER every RELAY seconds.
     "OUTBOX_RELAY_SECONDS": env_float("REALTIME_OUTBOX_RELAY_SECONDS", 5.0),

@@ -1,5 +1,13 @@
 """Test settings: fast password hashing, in-memory email, DEBUG off as in production."""
 
+import os
+import uuid
+
+# Each test run keeps its streams under keys of its own, which the processes it starts
+# inherit: a run on a Redis that outlives it (CI's) reuses the user ids of the previous
+# run's fresh test database, and must not replay that run's history.
+os.environ.setdefault("REALTIME_STREAM_KEY_PREFIX", f"test-{uuid.uuid4().hex[:8]}:streams")
+
 from .base import *  # noqa: F403
 
 DEBUG = False

@@ -57,6 +57,7 @@ def stream_store() -> RedisStreamStore:
         settings.CHANNEL_LAYER_REDIS_URLS,
         history_size=settings.REALTIME["STREAM_HISTORY_SIZE"],
         history_seconds=settings.REALTIME["STREAM_HISTORY_SECONDS"],
+        key_prefix=settings.REALTIME.get("STREAM_KEY_PREFIX", "streams"),
         layer_prefix=layer.get("prefix", "asgi") if queues else "",
         group_expiry=layer.get("group_expiry", 86400),
         message_expiry=layer.get("expiry", 60),

@@ -161,15 +161,15 @@ def test_two_daphnes_behind_nginx_share_events_and_survive_losing_one(
 
     hosts = [f"{shard_a.url}/0", f"{shard_b.url}/0"]
     layer = RedisChannelLayer(hosts=hosts)
-    streams = RedisStreamStore(hosts, layer_prefix="")  # read here, never published to
+    streams = RedisStreamStore(hosts, layer_prefix="", key_prefix=settings.REALTIME["STREAM_KEY_PREFIX"])  # read only
     started.add(streams)
     shards = [redis.Redis.from_url(host) for host in hosts]
     for group in [f"tenant.{acme.pk}", f"user.{alice.pk}", f"user.{gina.pk}", f"tenant.{globex.pk}"]:
         assert shards[layer.consistent_hash(group)].exists(f"asgi:group:{group}"), group
         assert streams.shard(group) == layer.consistent_hash(group), group
     for stream in [f"tenant.{acme.pk}", f"user.{gina.pk}"]:  # published to above
-        assert shards[streams.shard(stream)].exists(f"streams:{{{stream}}}:history"), stream
-        assert not shards[1 - streams.shard(stream)].exists(f"streams:{{{stream}}}:history"), stream
+        assert shards[streams.shard(stream)].exists(streams._history_key(stream)), stream
+        assert not shards[1 - streams.shard(stream)].exists(streams._history_key(stream)), stream
     # Streams live on both shards: the worker publishes to one user stream the hash places on
     # each, and each stream's offset, epoch and history are on its own shard only.
     placed = {streams.shard(f"user.{n}"): n for n in range(10_000, 10_100)}
@@ -177,7 +177,7 @@ def test_two_daphnes_behind_nginx_share_events_and_survive_losing_one(
     for user_id in placed.values():
         worker.send(publish_event, "ops.placed", {"user": user_id}, audience_kind="user", user_id=user_id)
     for index, user_id in placed.items():
-        key = f"streams:{{user.{user_id}}}:history"
+        key = streams._history_key(f"user.{user_id}")
         assert wait_for(lambda k=key, i=index: shards[i].exists(k), timeout=20), key
         assert not shards[1 - index].exists(key), key
 

@@ -41,7 +41,11 @@ def world(make_tenant, make_member, django_capture_on_commit_callbacks):
     streams = set().union(*(subscriptions_for(user).groups for user in people.values()))
     start = stream_tops(streams)
     # An acme event stamped two hours ago (within the history's age): from before anyone joined.
-    two_hours_ago = RedisStreamStore(settings.CHANNEL_LAYER_REDIS_URLS, clock=lambda: time.time() - 7200)
+    two_hours_ago = RedisStreamStore(
+        settings.CHANNEL_LAYER_REDIS_URLS,
+        clock=lambda: time.time() - 7200,
+        key_prefix=settings.REALTIME["STREAM_KEY_PREFIX"],
+    )
     two_hours_ago.publish_many([stream_message(_events((Audience.tenant(acme.pk), acme))[0])])
     with django_capture_on_commit_callbacks(execute=True):
         publish_many(

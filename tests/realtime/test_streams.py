@@ -114,6 +114,33 @@ def test_lost_history_changes_the_epoch_and_only_that_stream_is_not_recovered(ma
         assert kept.recovered and [entry.offset for entry in kept.entries] == [2]
 
 
+def test_two_platforms_sharing_one_redis_keep_their_streams_apart(redis_server):
+    """Tests that stores with different key prefixes on one Redis never replay each other's history.
+
+    A test run on CI's long-lived Redis starts from a fresh database whose user ids the
+    previous run used too; with a prefix of its own it replays none of that run's events.
+    """
+    redis.Redis.from_url(redis_server.url).flushall()
+    earlier, later = (
+        RedisStreamStore([redis_server.url], key_prefix=prefix) for prefix in ("run-1:streams", "run-2:streams")
+    )
+    try:
+        earlier.publish_many([message("user.1", n) for n in range(3)])
+        later.publish_many([message("user.1", 7)])
+
+        def from_the_start(store: RedisStreamStore):
+            return store.recover("user.1", Position(0, store.positions(["user.1"])["user.1"].epoch), limit=100)
+
+        recovery = from_the_start(later)
+        assert [entry.frame("user.1", recovery.top.epoch) for entry in recovery.entries] == [
+            f'{{"stream":"user.1","offset":1,"epoch":"{recovery.top.epoch}","type":"test.event","data":{{"n":7}}}}'
+        ]
+        assert [entry.offset for entry in from_the_start(earlier).entries] == [1, 2, 3]
+    finally:
+        earlier.close()
+        later.close()
+
+
 def test_history_is_bounded_by_size(make_store):
     """Tests that a position older than the kept history is told recovered=False, a recent one is replayed."""
     store = make_store(history_size=5)

@@ -174,7 +174,9 @@ def publish_without_delivery(tenant, n: int) -> None:
     from realtime.events import stream_message
     from realtime.streams import RedisStreamStore
 
-    history_only = RedisStreamStore(settings.CHANNEL_LAYER_REDIS_URLS, layer_prefix="")
+    history_only = RedisStreamStore(
+        settings.CHANNEL_LAYER_REDIS_URLS, layer_prefix="", key_prefix=settings.REALTIME["STREAM_KEY_PREFIX"]
+    )
     event = make_event("test.lost", {"n": n}, audience=Audience.tenant(tenant.pk), tenant=tenant)
     history_only.publish_many([stream_message(event)])
     history_only.close()

@@ -17,6 +17,7 @@ from collections import Counter
 
 import pytest
 import redis
+from django.conf import settings
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.reliability.running_platform import RunningPlatform
@@ -58,7 +59,7 @@ def platform_history(redis_url: str) -> list[tuple[int, dict]]:
     import json
 
     client = redis.Redis.from_url(f"{redis_url}/0")
-    entries = client.xrange("streams:{platform}:history")
+    entries = client.xrange(f"{settings.REALTIME['STREAM_KEY_PREFIX']}:{{platform}}:history")
     return [
         (int(entry_id.split(b"-")[0]), json.loads("{" + fields[b"d"].decode())["data"]) for entry_id, fields in entries
     ]
