@@ -56,6 +56,7 @@ class TaskPublisher(threading.Thread):
         self.broker_url, self.tenant_ids, self.interval = broker_url, tenant_ids, interval
         self.sent = 0
         self.sent_numbers: list[int] = []  # the ``n`` of each task the broker took
+        self.sent_at: dict[int, float] = {}  # when (time.time()) the broker took each
         self.failed = 0
         self.stopping = threading.Event()
 
@@ -75,6 +76,7 @@ class TaskPublisher(threading.Thread):
                 )
                 self.sent += 1
                 self.sent_numbers.append(n)
+                self.sent_at[n] = time.time()
             except Exception:  # noqa: BLE001 - broker down: this tick is not sent
                 self.failed += 1
             n += 1
@@ -95,3 +97,15 @@ def send_task(broker_url: str, name: str, args: list, task_id: str | None = None
 # ------------------------------------------------------------------------------
 # The verdict: per stream, against the stream's own history
 # ------------------------------------------------------------------------------
+
+
+def start_traffic(stack, cast) -> tuple[ApiPublisher, TaskPublisher]:
+    """Start a tenant-wide notification every 0.4 s and a Celery event every 0.5 s; return once both flow."""
+    from tests.support.processes import wait_for
+
+    api = ApiPublisher(stack.daphne.http_url, cast.keys, interval=0.4)
+    tasks = TaskPublisher(stack.broker_url, [t.pk for t in cast.tenants], interval=0.5)
+    api.start()
+    tasks.start()
+    wait_for(lambda: len(api.results) >= 4 and tasks.sent >= 4, timeout=30, message="traffic flowing")
+    return api, tasks

@@ -1,7 +1,7 @@
 """PostgreSQL unreachable for a moment: a server of the test's own is stopped and started by pid.
 
 Collected only when the suite runs on PostgreSQL (tests/reliability/conftest.py):
-SQLite cannot be made unreachable; its equivalent is in test_faults.py.
+SQLite cannot be made unreachable; its equivalent is in test_faults_database_and_slow_client.py.
 """
 
 from __future__ import annotations

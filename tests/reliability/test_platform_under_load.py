@@ -26,7 +26,8 @@ import redis
 from django.conf import settings
 
 from realtime.streams import Position, RedisStreamStore
-from tests.reliability.harness import Fleet, make_cast
+from tests.reliability.clients import Fleet
+from tests.reliability.harness import make_cast
 from tests.reliability.load import ApiPublisher, TaskPublisher
 from tests.reliability.running_platform import RunningPlatform
 from tests.reliability.verdict import assert_exact_sequences, describe, missed
@@ -63,6 +64,7 @@ def test_redis_worker_and_daphne_killed_under_load_come_back_by_themselves_and_n
         [f"{platform.redis_url}/0"],
         history_size=settings.REALTIME["STREAM_HISTORY_SIZE"],
         history_seconds=settings.REALTIME["STREAM_HISTORY_SECONDS"],
+        key_prefix=settings.REALTIME["STREAM_KEY_PREFIX"],
         layer_prefix="",
     )
     recipients = {tenant_pk: [u.pk for u, t in cast.members if t.pk == tenant_pk] for tenant_pk in cast.keys}
@@ -90,6 +92,9 @@ def test_redis_worker_and_daphne_killed_under_load_come_back_by_themselves_and_n
         platform.wait_restarted("redis", platform.kill_child("redis"), timeout=10)
         assert wait_for(lambda: _get(client, "platform-under-load-marker"), timeout=10) == b"kept"
         seen["redis back"] = time.time() - killed_at
+        # The AOF is written to disk once a second (appendfsync everysec): what Redis took in
+        # the second before kill -9, or on a connection the kill cut, may be gone.
+        redis_window = (killed_at - 1.0, killed_at + seen["redis back"])
         assert platform.redis_port == port
         seen["sockets back after redis"] = _all_back(fleet, since=time.time())
         _keep_going(api)
@@ -131,14 +136,17 @@ def test_redis_worker_and_daphne_killed_under_load_come_back_by_themselves_and_n
     for notification in Notification.objects.filter(category="load"):
         titles = [e["data"]["notification"]["title"] for e in stream_events(store, f"user.{notification.recipient_id}")]
         assert titles.count(notification.title) == 1, (notification.recipient_id, notification.title)
-    # Celery: every task that reached the broker ran (at least once: a task is acknowledged late).
     ran = {
         event["data"]["n"]
         for tenant in cast.tenants
         for event in stream_events(store, f"tenant.{tenant.pk}")
         if event["type"] == "load.tick"
     }
-    assert set(tasks.sent_numbers) <= ran, sorted(set(tasks.sent_numbers) - ran)[:10]
+    # Every task that reached the broker ran (at least once: a task is acknowledged late),
+    # except those sent in the last second before Redis was killed (not yet on disk).
+    at_risk = {n for n, at in tasks.sent_at.items() if redis_window[0] <= at <= redis_window[1]}
+    assert set(tasks.sent_numbers) - at_risk <= ran, sorted(set(tasks.sent_numbers) - at_risk - ran)[:10]
+    lost_at_kill = len(at_risk - ran)
     assert log_growth < 5 * 2**20
 
     print(
@@ -146,7 +154,8 @@ def test_redis_worker_and_daphne_killed_under_load_come_back_by_themselves_and_n
         + ", ".join(f"{what} {seconds:.1f} s" for what, seconds in seen.items())
         + f"; refusals while Redis was away {_tally(refusals)}; API {len(api.results)} calls, {len(served)} while"
         f" daphne ran, all 201, p99 {p99(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms;"
-        f" tasks sent {len(tasks.sent_numbers)}, not sent {tasks.failed}; log +{log_growth / 1024:.0f} KiB; {figures}"
+        f" tasks sent {len(tasks.sent_numbers)}, not sent {tasks.failed}, lost in the second before Redis's"
+        f" kill {lost_at_kill} of {len(at_risk)}; log +{log_growth / 1024:.0f} KiB; {figures}"
     )
     assert seen["redis back"] < 10 and seen["worker back"] < 10 and seen["daphne back"] < 10
     assert seen["sockets back after redis"] < 30 and seen["sockets back after daphne"] < 30

@@ -19,7 +19,8 @@ from collections import Counter
 
 import pytest
 
-from tests.reliability.harness import Fleet, OwnStack
+from tests.reliability.clients import Fleet
+from tests.reliability.harness import OwnStack
 from tests.reliability.load import ApiPublisher, TaskPublisher, send_task
 from tests.reliability.verdict import assert_exact_sequences, error_lines
 from tests.support.processes import wait_for

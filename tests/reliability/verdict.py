@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from realtime.streams import Entry, Position, RedisStreamStore
-from tests.reliability.harness import ClientState, Fleet, OwnStack
+from tests.reliability.clients import ClientState, Fleet
+from tests.reliability.harness import OwnStack
 from tests.support.processes import wait_for
 
 
