@@ -36,6 +36,8 @@ class Membership(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The member chose not to be shown online to this tenant (realtime.presence).
+    presence_hidden = models.BooleanField(default=False)
 
     objects = MembershipQuerySet.as_manager()
 

@@ -10,6 +10,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import FormView, TemplateView
 
+from realtime.presence.services import do_set_presence_hidden
+
 from . import services
 from .api_keys import do_create_api_key, do_revoke_api_key
 from .forms import AddMemberForm
@@ -87,6 +89,16 @@ class MembersView(TenantViewMixin, FormView):
         return context
 
     def post(self, request, *args, **kwargs):
+        if "presence" in request.POST:  # any member, for their own membership only
+            hidden = request.POST["presence"] == "hidden"
+            do_set_presence_hidden(self.membership, hidden)
+            messages.success(
+                request,
+                f"{self.tenant.name} no longer sees when you are online."
+                if hidden
+                else f"{self.tenant.name} sees when you are online.",
+            )
+            return redirect("tenant_members", tenant_slug=self.tenant.slug)
         if not self.membership.is_admin:
             raise PermissionDenied("Only tenant admins can manage members.")
         if "remove" in request.POST:

@@ -16,6 +16,7 @@ from accounts.api_auth import ApiKeyRateThrottle
 from announcements.api import router as announcements_router
 from notifications.api import router as notifications_router
 from realtime.api import router as realtime_router
+from realtime.presence.api import router as presence_router
 from workers.api import router as workers_router
 
 DESCRIPTION = """
@@ -94,6 +95,7 @@ def database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 
 api.add_router("/realtime", realtime_router)
+api.add_router("/presence", presence_router)
 api.add_router("/notifications", notifications_router)
 api.add_router("/announcements", announcements_router)
 api.add_router("/jobs", workers_router)

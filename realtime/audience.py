@@ -37,6 +37,11 @@ class Audience:
         return cls(AudienceKind.TENANT_ADMINS, tenant_id=int(tenant_id))
 
     @classmethod
+    def tenant_presence(cls, tenant_id: int) -> Audience:
+        """The sockets of a tenant's members that asked to watch its presence (ephemeral frames only)."""
+        return cls(AudienceKind.TENANT_PRESENCE, tenant_id=int(tenant_id))
+
+    @classmethod
     def platform(cls) -> Audience:
         """Every connected socket of every tenant."""
         return cls(AudienceKind.PLATFORM)
@@ -50,6 +55,8 @@ class Audience:
             return tenant_group(self.tenant_id)
         if self.kind == AudienceKind.TENANT_ADMINS:
             return tenant_admins_group(self.tenant_id)
+        if self.kind == AudienceKind.TENANT_PRESENCE:
+            return tenant_presence_group(self.tenant_id)
         return PLATFORM_GROUP
 
 
@@ -66,3 +73,8 @@ def tenant_group(tenant_id: int) -> str:
 def tenant_admins_group(tenant_id: int) -> str:
     """Group only the sockets of a tenant's admins join."""
     return f"tenant.{tenant_id}.admins"
+
+
+def tenant_presence_group(tenant_id: int) -> str:
+    """Group the sockets showing a tenant's presence join (``presence.watch``); never a stream."""
+    return f"tenant.{tenant_id}.presence"

@@ -28,6 +28,8 @@ from .delivery_tally import delivery_tally
 from .events import envelope
 from .hub import hub
 from .layers import join_groups, leave_groups
+from .presence import services as presence
+from .presence.tracker import tracker
 from .streams import BadPositions, Position, decode_positions, encode_positions
 from .token_bucket import TokenBucket
 from .transport import text_frame
@@ -61,6 +63,7 @@ class RealtimeConsumer(AttachedWebsocketConsumer):
         self.offsets: dict[str, int] = {}
         self.epochs: dict[str, str] = {}
         self.repairing: set[str] = set()
+        self.watching: dict[int, str] = {}  # tenant id -> its presence group, for `presence.watch`
         self.bucket = TokenBucket(
             settings.REALTIME["CLIENT_FRAMES_PER_SECOND"], settings.REALTIME["CLIENT_FRAMES_BURST"]
         )
@@ -108,6 +111,7 @@ class RealtimeConsumer(AttachedWebsocketConsumer):
         # From here on, events the layer hands over go straight to the socket (see deliver).
         self.live = True
         hub().add(self)
+        tracker().add(self)
 
     def use_subscriptions(self, subs: services.Subscriptions) -> None:
         """Adopt the user's memberships (on connect, and when they change while connected)."""
@@ -172,6 +176,7 @@ class RealtimeConsumer(AttachedWebsocketConsumer):
         """Leave the heartbeat and every group; safe to call more than once."""
         self.live = False
         hub().discard(self)
+        tracker().discard(self)
         groups, self.groups_joined = getattr(self, "groups_joined", set()), set()
         if groups:
             await leave_groups(self.channel_layer, groups, self.channel_name)
@@ -223,8 +228,22 @@ class RealtimeConsumer(AttachedWebsocketConsumer):
                 await self.send_error("invalid_frame", f"'resume' needs 'positions' (stream:offset:epoch,...): {error}")
                 return
             await self.replay(since)
+        elif frame_type == "presence.watch":
+            await self.watch_presence(frame.get("tenant"))
         else:
             await self.send_error("unknown_type", f"Unknown frame type {frame_type[:40]!r}")
+
+    async def watch_presence(self, slug: Any) -> None:
+        """Join one of the user's tenants' presence group, then send who is online now; diffs follow."""
+        tenant = next((t for t in self.subs.tenants if t.slug == slug), None)
+        if tenant is None:
+            await self.send_error("invalid_frame", "'presence.watch' needs 'tenant': the slug of one of your tenants")
+            return
+        group = presence.watch_group(tenant.id)
+        if group not in self.groups_joined:
+            await self._join({group})
+        self.watching[tenant.id] = group
+        await self.send_texts(await db_call(presence.full_frame)(tenant.id, tenant.slug))
 
     # --------------------------------------------------------------------------
     # Channel-layer handlers (the loop that calls them: realtime.consumer_loop)
@@ -295,13 +314,18 @@ class RealtimeConsumer(AttachedWebsocketConsumer):
         if action == "resubscribe":
             subs = await db_call(services.subscriptions_for)(self.user)
             self.use_subscriptions(subs)
-            wanted = self.streams
+            present = tracker()
+            present.discard(self)  # a tenant left, or presence hidden: gone after the grace period
+            present.add(self)
+            tenant_ids = {tenant.id for tenant in subs.tenants}
+            self.watching = {tenant_id: g for tenant_id, g in self.watching.items() if tenant_id in tenant_ids}
+            wanted = self.streams | set(self.watching.values())
             # Before any await: an event of a stream just left, still in flight, must not pass take().
             for stream in self.groups_joined - wanted:
                 self.offsets.pop(stream, None)
                 self.epochs.pop(stream, None)
             await leave_groups(self.channel_layer, self.groups_joined - wanted, self.channel_name)
-            joining = wanted - self.groups_joined
+            joining = self.streams - self.groups_joined
             # A stream joined now owes the socket only what is published from now on: its
             # top read before joining, then a replay of anything that came in between.
             since = await db_call(services.stream_tops)(joining) if joining else {}

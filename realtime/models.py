@@ -13,6 +13,7 @@ class AudienceKind(models.TextChoices):
     TENANT = "tenant", "Every member of a tenant"
     TENANT_ADMINS = "tenant_admins", "The admins of a tenant"
     PLATFORM = "platform", "Everyone"
+    TENANT_PRESENCE = "tenant_presence", "The sockets showing who of a tenant is online"
 
 
 class OutboxEvent(models.Model):

@@ -35,6 +35,7 @@ class TenantAccess:
     name: str
     role: str
     joined_at: datetime
+    presence_hidden: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -81,7 +82,7 @@ class Subscriptions:
 
 
 _MEMBERSHIPS_SQL = (
-    f"SELECT m.tenant_id, t.slug, t.name, m.role, m.created_at FROM {Membership._meta.db_table} m"
+    f"SELECT m.tenant_id, t.slug, t.name, m.role, m.created_at, m.presence_hidden FROM {Membership._meta.db_table} m"
     f" INNER JOIN {Tenant._meta.db_table} t ON t.id = m.tenant_id WHERE m.user_id = %s ORDER BY t.name, t.id"
 )
 
@@ -95,8 +96,8 @@ def subscriptions_for(user: AbstractBaseUser) -> Subscriptions:
     return Subscriptions(
         user_id=user.pk,
         tenants=[
-            TenantAccess(tenant_id, slug, name, role, rawsql.from_db_datetime(joined_at))
-            for tenant_id, slug, name, role, joined_at in rows
+            TenantAccess(tenant_id, slug, name, role, rawsql.from_db_datetime(joined_at), bool(hidden))
+            for tenant_id, slug, name, role, joined_at, hidden in rows
         ],
     )
 

@@ -383,6 +383,15 @@ REALTIME = {
     # with one full collection every GC_FULL_SECONDS to reclaim what closed sockets left in cycles.
     "GC_FREEZE": env_bool("REALTIME_GC_FREEZE", True),
     "GC_FULL_SECONDS": env_float("REALTIME_GC_FULL_SECONDS", 300.0),
+    # Presence (realtime/presence): each web process refreshes its members' entries every
+    # REFRESH seconds; an entry not refreshed for TTL seconds (its process died) expires,
+    # so a killed process's users go offline within TTL + 2 x THROTTLE. A user whose last
+    # socket closed stays online GRACE seconds (a reload is not a leave). At most one
+    # presence frame per tenant per THROTTLE seconds, whatever the number of members.
+    "PRESENCE_TTL_SECONDS": env_float("REALTIME_PRESENCE_TTL_SECONDS", 20.0),
+    "PRESENCE_REFRESH_SECONDS": env_float("REALTIME_PRESENCE_REFRESH_SECONDS", 5.0),
+    "PRESENCE_GRACE_SECONDS": env_float("REALTIME_PRESENCE_GRACE_SECONDS", 5.0),
+    "PRESENCE_THROTTLE_SECONDS": env_float("REALTIME_PRESENCE_THROTTLE_SECONDS", 1.0),
 }
 
 # ------------------------------------------------------------------------------
