@@ -6,7 +6,7 @@
 -- KEYS[4] pending: hash user -> "+<since>" (came online) or "-" (went offline), not yet sent
 -- KEYS[5] sent:    when a diff was last handed out (ms)
 --
--- ARGV: now_ms, expires_ms, throttle_ms, key_ttl_ms, process,
+-- ARGV: now_ms, expires_ms, throttle_ms, key_ttl_ms, process, diffs (1: keep them, 0: not),
 --       n_present, user..., n_gone, user...
 --
 -- Entries of any process that expired (a process killed with -9 stops refreshing
@@ -21,12 +21,13 @@ local expires = tonumber(ARGV[2])
 local throttle = tonumber(ARGV[3])
 local key_ttl = tonumber(ARGV[4])
 local process = ARGV[5]
+local diffs = ARGV[6] == '1'
 
 local function left(user)
     if redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then
         redis.call('HDEL', KEYS[2], user)
         redis.call('HDEL', KEYS[3], user)
-        redis.call('HSET', KEYS[4], user, '-')
+        if diffs then redis.call('HSET', KEYS[4], user, '-') end
     end
 end
 
@@ -35,14 +36,14 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
     left(string.match(member, '^[^|]+'))
 end
 
-local i = 6
+local i = 7
 for _ = 1, tonumber(ARGV[i]) do
     i = i + 1
     local user = ARGV[i]
     if redis.call('ZADD', KEYS[1], expires, user .. '|' .. process) == 1 then
         if redis.call('HINCRBY', KEYS[2], user, 1) == 1 then
             redis.call('HSET', KEYS[3], user, now)
-            redis.call('HSET', KEYS[4], user, '+' .. now)
+            if diffs then redis.call('HSET', KEYS[4], user, '+' .. now) end
         end
     end
 end

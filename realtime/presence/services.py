@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,14 +32,14 @@ def presence_store() -> PresenceStore:
     )
 
 
-def member_labels(user_ids_by_tenant: dict[int, list[int]]) -> dict[int, dict[int, str]]:
+def member_labels(user_ids_by_tenant: dict[int, Iterable[int]]) -> dict[int, dict[int, str]]:
     """Per tenant, the emails of those users who are its members and show their presence there.
 
     The one filter every presence answer goes through: a user id from Redis is shown
     only if the membership says so now.
     """
     labels: dict[int, dict[int, str]] = {}
-    wanted = {tenant_id: users for tenant_id, users in user_ids_by_tenant.items() if users}
+    wanted = {tenant_id: set(users) for tenant_id, users in user_ids_by_tenant.items() if users}
     if not wanted:
         return labels
     rows = Membership.objects.filter(
@@ -69,11 +71,12 @@ def watch_group(tenant_id: int) -> str:
 
 def full_frame(tenant_id: int, tenant_slug: str) -> str:
     """The ``presence`` frame with everyone online now (``full: true``), sent to a socket that starts watching."""
+    at_ms = int(time.time() * 1000)  # diffs handed out before this are in the list
     online = [
         {"user": member["user"], "email": member["email"], "since_ms": int(member["since"].timestamp() * 1000)}
         for member in online_members(tenant_id)
     ]
-    return envelope(None, "presence", tenant_slug, timezone.now(), {"full": True, "online": online})
+    return envelope(None, "presence", tenant_slug, timezone.now(), {"full": True, "online": online, "at_ms": at_ms})
 
 
 def forget_settings(setting: str, **kwargs: Any) -> None:
@@ -93,3 +96,8 @@ def do_set_presence_hidden(membership: Membership, hidden: bool) -> None:
     membership.presence_hidden = hidden
     membership.save(update_fields=["presence_hidden"])
     send_control(Audience.user(membership.user_id), "resubscribe")
+
+
+def connected_users(user_ids: Iterable[int]) -> set[int]:
+    """Those of the users with an open socket on any web process now (whether or not they hide their presence)."""
+    return presence_store().connected(user_ids)

@@ -30,7 +30,7 @@ _tick = _Script(Path(__file__).with_name("presence_tick.lua").read_text())
 class TenantTick:
     """What one process tells the store about one tenant in one tick."""
 
-    tenant_id: int
+    tenant_id: int  # 0: the platform-wide count of connected users, which keeps no diffs
     present: Sequence[int] = ()  # members with a socket here (all of them when refreshing)
     gone: Sequence[int] = ()  # members whose last socket here closed (after the grace period)
 
@@ -42,6 +42,7 @@ class Diff:
     tenant_id: int
     joined: dict[int, int] = field(default_factory=dict)
     left: list[int] = field(default_factory=list)
+    at_ms: int = 0  # when the store handed it out
 
     def __bool__(self) -> bool:
         return bool(self.joined or self.left)
@@ -83,13 +84,13 @@ class PresenceStore:
             calls = [
                 (
                     self._keys(t.tenant_id),
-                    [now_ms, now_ms + self.ttl_ms, self.throttle_ms, self.ttl_ms * 3, process]
+                    [now_ms, now_ms + self.ttl_ms, self.throttle_ms, self.ttl_ms * 3, process, int(t.tenant_id != 0)]
                     + [len(t.present), *t.present, len(t.gone), *t.gone],
                 )
                 for t in tenant_ticks
             ]
             for tenant_tick, reply in zip(tenant_ticks, _tick.run_many(self.clients[index], calls), strict=True):
-                diff = Diff(tenant_tick.tenant_id)
+                diff = Diff(tenant_tick.tenant_id, at_ms=now_ms)
                 for user, change in zip(reply[::2], reply[1::2], strict=True):
                     change = change.decode() if isinstance(change, bytes) else change
                     if change == "-":
@@ -99,6 +100,14 @@ class PresenceStore:
                 if diff:
                     diffs.append(diff)
         return diffs
+
+    def connected(self, user_ids: Iterable[int]) -> set[int]:
+        """Which of these users have an open socket on any process (tenant 0: every socket, hidden or not)."""
+        users = list(user_ids)
+        if not users:
+            return set()
+        counts = self.clients[self.shard(0)].hmget(self._keys(0)[1], users)
+        return {user for user, count in zip(users, counts, strict=True) if count and int(count) > 0}
 
     def online(self, tenant_id: int, now: float | None = None) -> dict[int, int]:
         """The tenant's members online now (any process): user id -> since (ms)."""

@@ -71,14 +71,17 @@ class PresenceTracker:
     def add(self, socket: RealtimeConsumer) -> None:
         """Count an open socket's user as present in each tenant where they show their presence."""
         tenants = [tenant for tenant in socket.subs.tenants if not tenant.presence_hidden]
-        self.counted[id(socket)] = [tenant.id for tenant in tenants]
-        for tenant in tenants:
-            key = (tenant.id, socket.user.pk)
-            self.slugs[tenant.id] = tenant.slug
+        # Tenant 0 counts every socket, hidden or not: "is this user connected at all"
+        # (Web Push goes to users who are not); it is never listed or sent to anyone.
+        self.counted[id(socket)] = [0, *(tenant.id for tenant in tenants)]
+        for tenant_id in self.counted[id(socket)]:
+            key = (tenant_id, socket.user.pk)
             self.sockets[key] += 1
             if self.sockets[key] == 1 and self.leaving.pop(key, None) is None:
-                self.fresh.setdefault(tenant.id, set()).add(socket.user.pk)
-        if self.counted[id(socket)] and (self.task is None or self.task.done()):
+                self.fresh.setdefault(tenant_id, set()).add(socket.user.pk)
+        for tenant in tenants:
+            self.slugs[tenant.id] = tenant.slug
+        if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self.run(), name="realtime-presence")
 
     def discard(self, socket: RealtimeConsumer) -> None:
@@ -179,4 +182,4 @@ def diff_data(diff: Diff, labels: dict[int, str]) -> dict[str, Any]:
         for user_id, since in sorted(diff.joined.items())
         if user_id in labels  # hidden since, or no longer a member: never listed
     ]
-    return {"joined": joined, "left": sorted(diff.left), "full": False}
+    return {"joined": joined, "left": sorted(diff.left), "full": False, "at_ms": diff.at_ms}

@@ -47,12 +47,22 @@ function render() {
   }
 }
 
+let listedAt = null; // at_ms of the last full list: diffs handed out before it are in it
+let early = []; // diffs that arrived before the full list they follow
+
 function apply(event) {
   if (event.tenant !== tenant) return;
-  if (event.data.full) {
+  const data = event.data;
+  if (data.full) {
     online.clear();
-    for (const member of event.data.online) online.set(member.user, { email: member.email, since: new Date(member.since_ms) });
-  } else {
+    for (const member of data.online) online.set(member.user, { email: member.email, since: new Date(member.since_ms) });
+    listedAt = data.at_ms;
+    for (const diff of early) if (diff.data.at_ms >= listedAt) change(diff);
+    early = [];
+  } else if (listedAt === null) {
+    early.push(event);
+    return;
+  } else if (data.at_ms >= listedAt) {
     change(event);
   }
   render();
@@ -67,6 +77,10 @@ function change(event) {
 
 if (tenant && live) {
   // Every (re)connect: watch again; the server answers with the full list, then diffs.
-  live.on("hello", () => live.send({ type: "presence.watch", tenant }));
+  live.on("hello", () => {
+    listedAt = null;
+    early = [];
+    live.send({ type: "presence.watch", tenant });
+  });
   live.on("presence", apply);
 }

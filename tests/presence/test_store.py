@@ -76,3 +76,14 @@ def test_tenants_are_apart(store):
     store.tick("a", [TenantTick(ACME, present=[1]), TenantTick(8, present=[2])], now=T0)
     assert set(store.online(ACME, now=T0)) == {1}
     assert set(store.online(8, now=T0)) == {2}
+
+
+def test_tenant_zero_counts_every_connected_user_and_hands_out_no_diffs(store):
+    """Tests the platform-wide count Web Push asks: who has a socket at all, with no presence frames for it."""
+    assert store.tick("a", [TenantTick(0, present=[1, 2])], now=T0) == []
+    assert store.tick("b", [TenantTick(0, present=[2, 3])], now=T0 + 2) == []
+    assert store.connected([1, 2, 3, 4]) == {1, 2, 3}
+    store.tick("a", [TenantTick(0, gone=[1, 2])], now=T0 + 4)
+    assert store.connected([1, 2, 3, 4]) == {2, 3}
+    store.tick("b", [TenantTick(0, present=[2, 3])], now=T0 + 30)  # a's entries would have expired too
+    assert store.connected([1, 2, 3, 4]) == {2, 3}
