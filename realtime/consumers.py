@@ -228,6 +228,8 @@ class RealtimeConsumer(AttachedWebsocketConsumer):
                 await self.send_error("invalid_frame", f"'resume' needs 'positions' (stream:offset:epoch,...): {error}")
                 return
             await self.replay(since)
+        elif frame_type == "snapshot":  # a tab joined the browser's shared socket: state for it
+            await self.send_texts(*await db_call(services.snapshot_frames)(self.user, self.subs))
         elif frame_type == "presence.watch":
             await self.watch_presence(frame.get("tenant"))
         else:

@@ -35,7 +35,7 @@ def test_admin_publishes_members_see_it_live_then_it_ends_everywhere(browser_pag
     admin.screenshot(path=str(artifacts_dir / "announcements-composer.png"))
 
     # Bob's socket drops just before the publish: he must get it on reconnect, by replay.
-    bob.evaluate("window.liveClient.socket.close()")
+    bob.evaluate("window.liveClient.dropConnection()")
     admin.click("[data-testid=publish]")
     admin.wait_for_url("**/t/acme/announcements/", timeout=TIMEOUT_MS)
     announcement = Announcement.objects.get(title="Maintenance at 22:00")
