@@ -15,6 +15,7 @@ from ninja.errors import ValidationError
 from accounts.api_auth import ApiKeyRateThrottle
 from announcements.api import router as announcements_router
 from notifications.api import router as notifications_router
+from push.api import router as push_router
 from realtime.api import router as realtime_router
 from realtime.presence.api import router as presence_router
 from workers.api import router as workers_router
@@ -96,6 +97,7 @@ def database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 api.add_router("/realtime", realtime_router)
 api.add_router("/presence", presence_router)
+api.add_router("/push", push_router)
 api.add_router("/notifications", notifications_router)
 api.add_router("/announcements", announcements_router)
 api.add_router("/jobs", workers_router)

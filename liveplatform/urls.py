@@ -6,6 +6,8 @@ from django.urls import include, path
 from django.utils.functional import lazy
 from django.views.generic import RedirectView
 
+from push.views import service_worker
+
 from .api import api
 from .health import healthz, readyz
 from .observability import metrics_view
@@ -17,6 +19,8 @@ urlpatterns = [
     # Browsers ask for /favicon.ico on pages that name no icon (the admin, plain-text answers);
     # lazy: under production the hashed name exists only once collectstatic has run.
     path("favicon.ico", RedirectView.as_view(url=lazy(static, str)("img/favicon.svg"), permanent=True)),
+    # The service worker's scope is the folder it is served from: the root, for every page.
+    path("sw.js", service_worker, name="service_worker"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", api.urls),

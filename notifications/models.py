@@ -131,6 +131,15 @@ class TenantCategory(models.Model):
         return f"{self.label} ({self.tenant_id})"
 
 
+class PushMode(models.TextChoices):
+    """When a notification of a category is pushed to the user's devices (Web Push, push/)."""
+
+    OFF = "off", "Off"
+    URGENT = "urgent", "Warnings and errors"  # while no tab of the site is open
+    ALL = "all", "Everything"  # while no tab of the site is open
+    ALWAYS = "always", "Everything, even with the site open"
+
+
 class Preference(models.Model):
     """One user's choice for one category in one tenant (absent: the tenant's default)."""
 
@@ -139,6 +148,7 @@ class Preference(models.Model):
     category = models.SlugField(max_length=50)
     in_app = models.BooleanField(default=True)
     email = models.BooleanField(default=False)
+    push = models.CharField(max_length=8, choices=PushMode.choices, default=PushMode.URGENT)
 
     class Meta:
         constraints = [

@@ -16,7 +16,7 @@ from accounts.models import Membership, Tenant
 from liveplatform import rawsql
 
 from .categories import BUILTIN_CATEGORIES, defaults_for
-from .models import Preference, TenantCategory
+from .models import Preference, PushMode, TenantCategory
 
 # Up to this many users, toast_flags reads only their choices (an IN list well under
 # SQLite's parameter limit); above it, the category's every choice in one scan.
@@ -43,6 +43,7 @@ class CategoryChoice:
     required: bool
     tenant_in_app: bool
     tenant_email: bool
+    push: str = PushMode.URGENT
 
 
 def ensure_tenant_category(tenant: Tenant, slug: str) -> TenantCategory:
@@ -140,25 +141,46 @@ def choices_for(membership: Membership) -> list[CategoryChoice]:
                 required=category.required,
                 tenant_in_app=category.in_app,
                 tenant_email=category.email,
+                push=(chosen[category.slug].push if category.slug in chosen else PushMode.URGENT),
             )
         )
     return result
 
 
-def do_set_preferences(membership: Membership, choices: dict[str, tuple[bool, bool]]) -> None:
-    """Save a member's (in_app, email) per category; required categories are left as the tenant set them."""
+def do_set_preferences(membership: Membership, choices: dict[str, tuple]) -> None:
+    """Save a member's (in_app, email[, push]) per category.
+
+    Toast and email of a required category stay as the tenant set them; push to the
+    member's own devices is always theirs to choose.
+    """
     categories = {c.slug: c for c in categories_for(membership.tenant)}
     with transaction.atomic():
-        for slug, (in_app, email) in choices.items():
+        for slug, (in_app, email, *rest) in choices.items():
             category = categories.get(slug)
-            if category is None or category.required:
+            if category is None:
                 continue
-            Preference.objects.update_or_create(
-                tenant_id=membership.tenant_id,
-                user_id=membership.user_id,
-                category=slug,
-                defaults={"in_app": in_app, "email": email},
-            )
+            defaults = {} if category.required else {"in_app": in_app, "email": email}
+            if rest and rest[0] in PushMode.values:
+                defaults["push"] = rest[0]
+            if defaults:
+                Preference.objects.update_or_create(
+                    tenant_id=membership.tenant_id, user_id=membership.user_id, category=slug, defaults=defaults
+                )
+
+
+def push_modes(rows: list[tuple[int, int, str]]) -> dict[tuple[int, int, str], str]:
+    """The push mode of each (tenant_id, user_id, category): the user's choice, else ``urgent``."""
+    if not rows:
+        return {}
+    chosen = {
+        (p.tenant_id, p.user_id, p.category): p.push
+        for p in Preference.objects.filter(
+            tenant_id__in={row[0] for row in rows},
+            user_id__in={row[1] for row in rows},
+            category__in={row[2] for row in rows},
+        )
+    }
+    return {row: chosen.get(row, PushMode.URGENT) for row in rows}
 
 
 def do_set_tenant_defaults(tenant: Tenant, choices: dict[str, tuple[bool, bool, bool]]) -> None:

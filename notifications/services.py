@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -41,6 +42,7 @@ from realtime.events import make_event, publish, publish_many
 
 from . import preferences
 from .models import Level, Notification, NotificationCounter
+from .signals import notifications_created
 
 CATEGORY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
 TITLE_MAX = 200
@@ -286,6 +288,9 @@ def notify(
                 tenant=tenant,
             )
             for row in rows
+        )
+        transaction.on_commit(
+            partial(notifications_created.send, sender=Notification, tenant=tenant, notifications=rows), robust=True
         )
     return len(rows)
 

@@ -13,8 +13,11 @@ from django.shortcuts import redirect
 from django.views.generic import TemplateView
 
 from accounts.tenancy import TenantViewMixin
+from push.models import PushSubscription
+from push.vapid import vapid_keys
 
 from . import preferences, services
+from .models import PushMode
 
 
 class InboxView(TenantViewMixin, TemplateView):
@@ -41,6 +44,9 @@ class PreferencesView(TenantViewMixin, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["choices"] = preferences.choices_for(self.membership)
+        context["push_modes"] = PushMode.choices
+        context["push_devices"] = PushSubscription.objects.filter(user=self.request.user)
+        context["push_available"] = vapid_keys() is not None
         return context
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
@@ -63,7 +69,14 @@ class PreferencesView(TenantViewMixin, TemplateView):
         else:
             preferences.do_set_preferences(
                 self.membership,
-                {slug: (_checked(request, f"in_app:{slug}"), _checked(request, f"email:{slug}")) for slug in slugs},
+                {
+                    slug: (
+                        _checked(request, f"in_app:{slug}"),
+                        _checked(request, f"email:{slug}"),
+                        request.POST.get(f"push:{slug}", ""),
+                    )
+                    for slug in slugs
+                },
             )
             messages.success(request, "Saved your notification preferences.")
         return redirect("notifications_preferences", tenant_slug=self.tenant.slug)

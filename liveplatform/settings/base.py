@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "notifications",
     "announcements",
     "workers",
+    "push",
 ]
 
 MIDDLEWARE = [
@@ -392,6 +393,27 @@ REALTIME = {
     "PRESENCE_REFRESH_SECONDS": env_float("REALTIME_PRESENCE_REFRESH_SECONDS", 5.0),
     "PRESENCE_GRACE_SECONDS": env_float("REALTIME_PRESENCE_GRACE_SECONDS", 5.0),
     "PRESENCE_THROTTLE_SECONDS": env_float("REALTIME_PRESENCE_THROTTLE_SECONDS", 1.0),
+}
+
+# ------------------------------------------------------------------------------
+# Web Push (push/)
+# ------------------------------------------------------------------------------
+# VAPID keys identify this server to browsers' push services; `manage.py
+# generate_vapid_keys` prints a pair. Without them, development and tests make a pair
+# under VAR_DIR (GENERATE_KEYS); production sets no default and has no push then.
+WEBPUSH = {
+    "VAPID_PUBLIC_KEY": os.environ.get("WEBPUSH_VAPID_PUBLIC_KEY", ""),
+    "VAPID_PRIVATE_KEY": os.environ.get("WEBPUSH_VAPID_PRIVATE_KEY", ""),
+    "VAPID_SUBJECT": os.environ.get("WEBPUSH_VAPID_SUBJECT", "mailto:admin@localhost"),
+    "GENERATE_KEYS": env_bool("WEBPUSH_GENERATE_KEYS", True),
+    # Push services are public https services: an endpoint on a private address is refused
+    # (the server would post into its own network). Tests run a push service on 127.0.0.1.
+    "ALLOW_PRIVATE_ENDPOINTS": env_bool("WEBPUSH_ALLOW_PRIVATE_ENDPOINTS", False),
+    "TIMEOUT_SECONDS": env_float("WEBPUSH_TIMEOUT_SECONDS", 10.0),
+    # A failed send is tried again after this, doubling, five times.
+    "RETRY_BASE_SECONDS": env_float("WEBPUSH_RETRY_BASE_SECONDS", 30.0),
+    # The icon a pushed notification shows (a URL); empty: the site's icon.
+    "ICON": os.environ.get("WEBPUSH_ICON", ""),
 }
 
 # ------------------------------------------------------------------------------

@@ -85,3 +85,8 @@ ACCOUNT_EMAIL_VERIFICATION = os.environ.get("ACCOUNT_EMAIL_VERIFICATION", "manda
 # One JSON object per log line unless told otherwise (LOG_FORMAT=plain).
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "json")
 LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL)
+
+# Web Push signs with the keys from the environment only: production never makes a pair
+# of its own (another process, or the next deploy, would sign with a different one).
+# Without them push is off and `manage.py check` says so (push.W001).
+WEBPUSH = {**WEBPUSH, "GENERATE_KEYS": False}

@@ -27,3 +27,5 @@ JOBS = {"HEARTBEAT_SECONDS": 0.5, "STALE_AFTER_SECONDS": 5.0, "REAP_INTERVAL_SEC
 # Tests reconnect the same user ids (reused after each flush) far more often than a
 # person would; the security tests start their own daphne with a low limit.
 REALTIME = {**REALTIME, "CONNECTS_PER_MINUTE": env_int("REALTIME_CONNECTS_PER_MINUTE", 1000)}
+# The tests' push service runs on 127.0.0.1, and retries come quickly.
+WEBPUSH = {**WEBPUSH, "ALLOW_PRIVATE_ENDPOINTS": True, "RETRY_BASE_SECONDS": 0.5, "TIMEOUT_SECONDS": 5.0}

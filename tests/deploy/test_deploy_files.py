@@ -14,6 +14,7 @@ import pytest
 import yaml
 from django.conf import settings
 
+from push.vapid import generate_pair
 from tests.deploy.stack import NGINX_CONF, nginx_test, render_nginx_conf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,7 +188,12 @@ def production_env(tmp_path) -> dict[str, str]:
         "REDIS_URL": settings.REDIS_URL,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
         "VAR_DIR": str(tmp_path),
+        "WEBPUSH_VAPID_PUBLIC_KEY": VAPID_PUBLIC,
+        "WEBPUSH_VAPID_PRIVATE_KEY": VAPID_PRIVATE,
     }
+
+
+VAPID_PUBLIC, VAPID_PRIVATE = generate_pair()
 
 
 def test_production_settings_pass_check_deploy(production_env):
@@ -195,6 +201,14 @@ def test_production_settings_pass_check_deploy(production_env):
     result = _manage(production_env, "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_production_without_vapid_keys_makes_none_and_says_push_is_off(production_env, tmp_path):
+    """Tests that production never signs with a pair of its own making: no keys, no push, one warning."""
+    env = {k: v for k, v in production_env.items() if not k.startswith("WEBPUSH_VAPID_")}
+    result = _manage(env, "check", "--deploy")
+    assert "push.W001" in result.stdout + result.stderr
+    assert not (tmp_path / "vapid.json").exists()
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ def test_notify_one_user_creates_a_row_and_publishes_after_commit(org, published
         )
         assert created == 1
         assert created_events(published) == []  # not before commit
-    assert len(callbacks) == 1
+    assert len(callbacks) == 2  # the publish, then notifications_created (Web Push listens)
     notification = Notification.objects.get(recipient=org["alice"])
     assert notification.tenant == org["acme"] and notification.level == "info"
     assert "<strong>bold</strong>" in notification.body_html and "<script>" not in notification.body_html

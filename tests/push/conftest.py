@@ -1,0 +1,3 @@
+"""Fixtures of the push tests: the notifications tests' two tenants."""
+
+from tests.notifications.conftest import org  # noqa: F401
