@@ -56,11 +56,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return opts
 
 
-def open_sockets(http_url: str) -> int:
-    """Browser sockets open at the server, from its metrics."""
+def open_sockets(http_url: str, token: str = TOKEN) -> int:
+    """Browser sockets open at the server, from its metrics (``liveplatform_open_sockets``)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    request = urllib.request.Request(f"{http_url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    request = urllib.request.Request(f"{http_url}/metrics", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=15) as response:
         text = response.read().decode()
     for family in text_string_to_metric_families(text):

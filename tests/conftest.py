@@ -194,11 +194,14 @@ def browser():
 
 @pytest.fixture
 def browser_page(browser, live):
-    """Open a logged-in browser page: ``page = browser_page(user)``; closed after the test."""
+    """Open a logged-in browser page: ``page = browser_page(user, width=390)``; closed after the test.
+
+    Other keywords go to the browser context (``timezone_id="Asia/Tokyo"``).
+    """
     contexts = []
 
-    def open_page(user):
-        context = browser.new_context(base_url=live.http_url, viewport={"width": 1280, "height": 800})
+    def open_page(user, *, width: int = 1280, height: int = 800, **options):
+        context = browser.new_context(base_url=live.http_url, viewport={"width": width, "height": height}, **options)
         contexts.append(context)
         context.add_cookies(
             [{"name": settings.SESSION_COOKIE_NAME, "value": session_cookie_for(user), "url": live.http_url}]

@@ -225,26 +225,35 @@ export class LiveClient {
   }
 
   dispatch(event) {
-    for (const key of [event.type, "*"]) {
-      for (const handler of this.handlers.get(key) ?? []) {
-        try {
-          handler(event);
-        } catch (error) {
-          console.error("live handler failed", event.type, error);
-        }
-      }
-    }
+    dispatchTo(this.handlers, event);
   }
 
   setState(state) {
     this.state = state;
     this.dispatch({ type: "live.state", data: { state } });
-    const element = this.statusElement;
-    if (!element) return;
-    element.dataset.state = state;
-    const label = element.querySelector(".label");
-    if (label) label.textContent = state;
+    showStatus(this.statusElement, state);
   }
+}
+
+/** Call the handlers of the event's type, then the "*" ones; one that throws does not stop the others. */
+export function dispatchTo(handlers, event) {
+  for (const key of [event.type, "*"]) {
+    for (const handler of handlers.get(key) ?? []) {
+      try {
+        handler(event);
+      } catch (error) {
+        console.error("live handler failed", event.type, error);
+      }
+    }
+  }
+}
+
+/** Show a connection state in the page's status indicator (if it has one). */
+export function showStatus(element, state) {
+  if (!element) return;
+  element.dataset.state = state;
+  const label = element.querySelector(".label");
+  if (label) label.textContent = state;
 }
 
 /** `stream:offset:epoch,...` as a Map of stream -> {offset, epoch}. */

@@ -10,7 +10,7 @@
 // `live.send(frame)`. Each tab dispatches each durable event once, in order per stream,
 // and shows its own connection status.
 
-import { LiveClient, parsePositions } from "./live-client.js";
+import { LiveClient, dispatchTo, parsePositions, showStatus } from "./live-client.js";
 import { LiveHub } from "./live-hub.js";
 
 export class LiveTab {
@@ -161,23 +161,11 @@ export class LiveTab {
   }
 
   dispatch(event) {
-    for (const key of [event.type, "*"]) {
-      for (const handler of this.handlers.get(key) ?? []) {
-        try {
-          handler(event);
-        } catch (error) {
-          console.error("live handler failed", event.type, error);
-        }
-      }
-    }
+    dispatchTo(this.handlers, event);
   }
 
   showState(state) {
     this.state = state;
-    const element = this.statusElement;
-    if (!element) return;
-    element.dataset.state = state;
-    const label = element.querySelector(".label");
-    if (label) label.textContent = state;
+    showStatus(this.statusElement, state);
   }
 }

@@ -5,10 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.conf import settings
 from playwright.sync_api import expect
-
-from tests.support.ws import session_cookie_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 
@@ -17,21 +14,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.stack]
 TIMEOUT = 15_000
 
 
-def open_as(browser, live, user, width: int = 1280):
-    context = browser.new_context(base_url=live.http_url, viewport={"width": width, "height": 844})
-    context.add_cookies(
-        [{"name": settings.SESSION_COOKIE_NAME, "value": session_cookie_for(user), "url": live.http_url}]
-    )
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
-    return page
-
-
-def test_members_see_who_is_online_live_and_a_member_can_hide(browser, live, org, artifacts_dir):
+def test_members_see_who_is_online_live_and_a_member_can_hide(browser_page, live, org, artifacts_dir):
     """Tests dots that light up and go out as members come and go, and the hide choice, as people see them."""
     alice, bob, gina = org["alice"], org["bob"], org["gina"]
-    page = open_as(browser, live, alice)
+    page = browser_page(alice)
     page.goto("/t/acme/members/")
     expect(page.locator(f'[data-presence-user="{alice.pk}"]')).to_have_class("presence-dot online", timeout=TIMEOUT)
     bob_dot = page.locator(f'[data-presence-user="{bob.pk}"]')
@@ -46,7 +32,7 @@ def test_members_see_who_is_online_live_and_a_member_can_hide(browser, live, org
         page.screenshot(path=str(artifacts_dir / "presence-members-desktop.png"), full_page=True)
 
         # Bob's home page on a phone: who is online, himself first.
-        phone = open_as(browser, live, bob, width=390)
+        phone = browser_page(bob, width=390)
         phone.goto("/t/acme/")
         online_now = phone.get_by_test_id("online-now")
         expect(online_now).to_contain_text("bob@acme.test (you)", timeout=TIMEOUT)

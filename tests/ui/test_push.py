@@ -14,28 +14,15 @@ import re
 import time
 
 import pytest
-from django.conf import settings
 from playwright.sync_api import expect
 
 from notifications.models import Preference
 from push.models import PushSubscription
 from push.services import do_subscribe
-from tests.support.ws import session_cookie_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 
 TIMEOUT = 20_000
-
-
-def open_as(browser, live, user, width: int = 1280):
-    context = browser.new_context(base_url=live.http_url, viewport={"width": width, "height": 900})
-    context.add_cookies(
-        [{"name": settings.SESSION_COOKIE_NAME, "value": session_cookie_for(user), "url": live.http_url}]
-    )
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
-    return page
 
 
 def registration_of(page, registrations: list[dict], scope: str) -> dict:
@@ -49,7 +36,9 @@ def registration_of(page, registrations: list[dict], scope: str) -> dict:
     raise TimeoutError(f"no registration for {scope}: {registrations}")
 
 
-def test_the_preferences_page_lists_devices_removes_one_and_saves_the_push_choice(browser, live, org, artifacts_dir):
+def test_the_preferences_page_lists_devices_removes_one_and_saves_the_push_choice(
+    browser_page, live, org, artifacts_dir
+):
     """Tests the devices list, Remove, and the per-category push choice, at desktop and phone width."""
     alice = org["alice"]
     device = do_subscribe(
@@ -59,7 +48,7 @@ def test_the_preferences_page_lists_devices_removes_one_and_saves_the_push_choic
         auth="c2VjcmV0LWF1dGgtMTY",
         device="Chrome on Linux",
     )
-    page = open_as(browser, live, alice)
+    page = browser_page(alice)
     page.goto("/t/acme/notifications/preferences/")
     devices = page.locator("#push-devices")
     expect(devices).to_contain_text("Chrome on Linux")
@@ -76,7 +65,7 @@ def test_the_preferences_page_lists_devices_removes_one_and_saves_the_push_choic
     expect(devices.locator("[data-push-empty]")).to_be_visible()
     assert not PushSubscription.objects.filter(pk=device.pk).exists()
 
-    phone = open_as(browser, live, alice, width=390)
+    phone = browser_page(alice, width=390)
     phone.goto("/t/acme/notifications/preferences/")
     expect(phone.locator("#push-devices")).to_contain_text("No device yet.")
     phone.screenshot(path=str(artifacts_dir / "push-preferences-phone.png"), full_page=True)
@@ -86,9 +75,9 @@ def test_the_preferences_page_lists_devices_removes_one_and_saves_the_push_choic
     phone.context.close()
 
 
-def test_the_service_worker_shows_a_pushed_notification_with_its_title_body_and_icon(browser, live, org):
+def test_the_service_worker_shows_a_pushed_notification_with_its_title_body_and_icon(browser_page, live, org):
     """Tests /sw.js at the root: registered for the whole site, it shows what a push message carries."""
-    page = open_as(browser, live, org["alice"])
+    page = browser_page(org["alice"])
     page.context.grant_permissions(["notifications"], origin=live.http_url)
     page.goto("/t/acme/notifications/preferences/")
     scope = page.evaluate(

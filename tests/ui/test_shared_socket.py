@@ -8,14 +8,13 @@ page's code saw, not what the wire carried.
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
 from playwright.sync_api import expect
-from prometheus_client.parser import text_string_to_metric_families
 
+from bench.shared_socket import open_sockets as count_open_sockets
 from notifications import services
 from tests.support.processes import Uvicorn, wait_for
 from tests.support.ws import session_cookie_for
@@ -47,14 +46,7 @@ def server(subprocess_env, transactional_db) -> Iterator[Uvicorn]:
 
 def open_sockets(server: Uvicorn) -> float:
     """Browser sockets open at the server, from its metrics."""
-    request = urllib.request.Request(f"{server.http_url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
-    with urllib.request.urlopen(request, timeout=15) as response:
-        text = response.read().decode()
-    for family in text_string_to_metric_families(text):
-        for item in family.samples:
-            if item.name == "liveplatform_open_sockets" and item.labels.get("route") == "browser":
-                return item.value
-    return 0.0
+    return count_open_sockets(server.http_url, TOKEN)
 
 
 def stays(condition, seconds: float = 1.0) -> bool:

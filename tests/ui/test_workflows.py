@@ -6,11 +6,9 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from django.conf import settings
 from playwright.sync_api import expect
 
 from announcements.models import Announcement
-from tests.support.ws import session_cookie_for
 from workers.models import Job, JobState
 from workers.services import finish_job
 
@@ -19,19 +17,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.stack]
 TIMEOUT = 20_000
 
 
-def open_as(browser, live, user, **options):
-    context = browser.new_context(base_url=live.http_url, viewport={"width": 1280, "height": 800}, **options)
-    context.add_cookies(
-        [{"name": settings.SESSION_COOKIE_NAME, "value": session_cookie_for(user), "url": live.http_url}]
-    )
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
-    return page
-
-
-def test_announcements_are_scheduled_in_the_browsers_zone_and_ending_asks_first(browser, live, org):
-    page = open_as(browser, live, org["admin"], timezone_id="Asia/Tokyo")
+def test_announcements_are_scheduled_in_the_browsers_zone_and_ending_asks_first(browser_page, live, org):
+    page = browser_page(org["admin"], timezone_id="Asia/Tokyo")
     page.goto("/t/acme/announcements/new/")
     expect(page.locator('label[for="id_starts_at"]')).to_contain_text("(Asia/Tokyo)")
     page.fill("#id_title", "Office move")
@@ -57,8 +44,8 @@ def test_announcements_are_scheduled_in_the_browsers_zone_and_ending_asks_first(
     page.context.close()
 
 
-def test_a_started_job_is_the_first_row_highlighted_near_the_top(browser, live, org):
-    page = open_as(browser, live, org["admin"])
+def test_a_started_job_is_the_first_row_highlighted_near_the_top(browser_page, live, org):
+    page = browser_page(org["admin"])
     Job.objects.create(tenant=org["acme"], owner=org["alice"], kind="export", state=JobState.CANCELLED)
     page.goto("/t/acme/jobs/")
     expect(page.get_by_test_id("jobs-running")).to_be_hidden()
@@ -77,11 +64,11 @@ def test_a_started_job_is_the_first_row_highlighted_near_the_top(browser, live, 
     page.context.close()
 
 
-def test_every_header_says_a_job_runs_until_it_ends_and_cancelling_asks_first(browser, live, org):
+def test_every_header_says_a_job_runs_until_it_ends_and_cancelling_asks_first(browser_page, live, org):
     # A running job made in the database, never sent to a worker: whether a Celery worker
     # runs in this test session must not decide what the header shows.
     job = Job.objects.create(tenant=org["acme"], owner=org["alice"], kind="export", state=JobState.RUNNING)
-    page = open_as(browser, live, org["admin"])
+    page = browser_page(org["admin"])
     page.goto("/t/acme/members/")
     indicator = page.get_by_test_id("jobs-running")
     expect(indicator).to_contain_text("1 job running", timeout=TIMEOUT)
