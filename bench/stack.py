@@ -162,12 +162,14 @@ class Process:
         self.log.close()
 
 
-def start_server(kind: str, env: dict[str, str], log_dir: Path, ws: str = "websockets") -> tuple[Process, int]:
+def start_server(
+    kind: str, env: dict[str, str], log_dir: Path, ws: str = "websockets", port: int | None = None
+) -> tuple[Process, int]:
     """Start one web process: ``daphne``, ``uvicorn``, ``plain`` (tutorial consumer) or ``raw``.
 
     ``ws`` is uvicorn's ``--ws``: a name uvicorn knows or a ``module:Class`` path.
     """
-    port = free_loopback_port()
+    port = port or free_loopback_port()
     python = sys.executable
     if kind == "daphne":
         argv = [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "liveplatform.asgi:application"]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from push.vapid import generate_pair
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -26,6 +28,8 @@ def _production_env(tmp_path, **extra) -> dict[str, str]:
         "DATABASE_URL": f"sqlite:///{tmp_path / 'production.sqlite3'}",
         "VAR_DIR": str(tmp_path / "var"),
     }
+    # A deployment sets its VAPID pair (deploy/env.example); without one it has no Web Push.
+    env["WEBPUSH_VAPID_PUBLIC_KEY"], env["WEBPUSH_VAPID_PRIVATE_KEY"] = generate_pair()
     env.update(extra)
     return env
 
