@@ -92,8 +92,9 @@ def test_redis_worker_and_daphne_killed_under_load_come_back_by_themselves_and_n
         platform.wait_restarted("redis", platform.kill_child("redis"), timeout=10)
         assert wait_for(lambda: _get(client, "platform-under-load-marker"), timeout=10) == b"kept"
         seen["redis back"] = time.time() - killed_at
-        # The AOF is written to disk once a second (appendfsync everysec): what Redis took in
-        # the second before kill -9, or on a connection the kill cut, may be gone.
+        # A task being handed to the worker when Redis dies can be lost: kombu's Redis transport
+        # pops it (BRPOP) and records it as unacknowledged in a second round trip, so a Redis
+        # killed in between has given it away without a record (tests/reliability/test_supervisor.py).
         redis_window = (killed_at - 1.0, killed_at + seen["redis back"])
         assert platform.redis_port == port
         seen["sockets back after redis"] = _all_back(fleet, since=time.time())
@@ -143,8 +144,9 @@ def test_redis_worker_and_daphne_killed_under_load_come_back_by_themselves_and_n
         if event["type"] == "load.tick"
     }
     # Every task that reached the broker ran (at least once: a task is acknowledged late),
-    # except those sent in the last second before Redis was killed (not yet on disk).
+    # except one sent in the second before Redis was killed (being handed over, above).
     at_risk = {n for n, at in tasks.sent_at.items() if redis_window[0] <= at <= redis_window[1]}
+    assert len(at_risk - ran) <= 1, sorted(at_risk - ran)
     assert set(tasks.sent_numbers) - at_risk <= ran, sorted(set(tasks.sent_numbers) - at_risk - ran)[:10]
     lost_at_kill = len(at_risk - ran)
     assert log_growth < 5 * 2**20
