@@ -74,8 +74,9 @@ def redis_server_argv(port: int, data_dir: Path | None = None) -> list[str]:
         persistence = ["--save", "", "--appendonly", "no", "--dir", tempfile.mkdtemp(prefix="liveplatform-redis-")]
     else:
         data_dir.mkdir(parents=True, exist_ok=True)
-        # Every write reaches the kernel before Redis answers it, so a killed Redis (kill -9)
-        # loses nothing it acknowledged; the once-a-second fsync only matters if the machine dies.
+        # A write reaches the kernel before Redis answers it (unless a slow fsync holds it
+        # back, up to 2 s), so a killed Redis (kill -9) keeps what it acknowledged; the
+        # once-a-second fsync matters if the machine dies.
         persistence = ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(data_dir)]
     return [redis_server_path(), "--bind", "127.0.0.1", "--port", str(port), *persistence, "--loglevel", "warning"]
 
