@@ -294,6 +294,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             "REDIS_URL": f"redis://127.0.0.1:{redis_process.port}/0",
             "VAR_DIR": str(workdir),
             "PYTHONUNBUFFERED": "1",
+            # The servers and this process (which publishes) must name the same stream keys;
+            # the test settings would otherwise pick a prefix here after `env` was copied.
+            "REALTIME_STREAM_KEY_PREFIX": os.environ.get("REALTIME_STREAM_KEY_PREFIX", "streams"),
             # One persistent connection in the consumer's sync thread instead of a new
             # SQLite connection per database_sync_to_async call (see docs/benchmarks.md).
             "DATABASE_CONN_MAX_AGE": os.environ.get("DATABASE_CONN_MAX_AGE", "600"),
