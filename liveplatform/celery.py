@@ -9,7 +9,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from liveplatform import kombu_guard
+from liveplatform import kombu_clients, kombu_guard
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveplatform.settings.dev")
 
@@ -19,6 +19,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveplatform.settings.dev")
 BROKER_UNAVAILABLE = (OperationalError, RedisConnectionError, RedisTimeoutError, RuntimeError)
 
 kombu_guard.install()  # a worker must outlive a Redis restart (see the module)
+kombu_clients.install()  # one Redis client per channel, not one per command
 
 app = Celery("liveplatform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
