@@ -27,13 +27,21 @@ app.autodiscover_tasks()
 
 
 @setup_logging.connect
-def use_django_logging(**kwargs: Any) -> None:
-    """Workers and beat log like the web processes (JSON in production, request ids)."""
+def use_django_logging(loglevel: int | str | None = None, **kwargs: Any) -> None:
+    """Workers and beat log like the web processes (JSON in production, request ids).
+
+    At the level of ``-l`` when it is given: the "realtime" queue's worker runs with
+    ``-l WARNING``, since three INFO lines per task (received, published, succeeded)
+    at hundreds of tasks a second are noise that costs a tenth of each task.
+    """
+    import logging
     from logging.config import dictConfig
 
     from django.conf import settings
 
     dictConfig(settings.LOGGING)
+    if loglevel:
+        logging.getLogger().setLevel(loglevel)
 
 
 @task_prerun.connect
