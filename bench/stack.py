@@ -209,14 +209,24 @@ def start_server(
     return process, port
 
 
-def start_celery_worker(env: dict[str, str], log_dir: Path) -> Process:
-    """A real Celery worker (prefork, one child: the machine has two cores)."""
-    node = f"bench-{os.getpid()}@localhost"
+def start_celery_worker(env: dict[str, str], log_dir: Path, *, realtime_queue: bool = False) -> Process:
+    """A real Celery worker, as deploy/ runs them.
+
+    The main worker: prefork with one child (the machine has two cores), consuming
+    every queue. With ``realtime_queue``: the worker of the "realtime" queue
+    (``publish_event`` only), a solo pool.
+    """
+    role = "realtime" if realtime_queue else "main"
+    node = f"bench-{role}-{os.getpid()}@localhost"
     argv = [
-        sys.executable, "-m", "celery", "-A", "liveplatform", "worker", "-l", "WARNING", "--pool", "prefork",
-        "--concurrency", "1", "-n", node, "--without-gossip", "--without-mingle", "--without-heartbeat",
+        sys.executable, "-m", "celery", "-A", "liveplatform", "worker", "-l", "WARNING", "-n", node,
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
     ]  # fmt: skip
-    process = Process("celery-worker", argv, env, log_dir).start()
+    if realtime_queue:
+        argv += ["-Q", "realtime", "--pool", "solo", "--concurrency", "1"]
+    else:
+        argv += ["--pool", "prefork", "--concurrency", "1"]
+    process = Process(f"celery-worker-{role}", argv, env, log_dir).start()
     from liveplatform.celery import app
 
     def answered() -> bool:

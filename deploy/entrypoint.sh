@@ -1,7 +1,8 @@
 #!/bin/sh
-# One image, several roles. Usage: entrypoint.sh web|worker|beat|migrate|<any command>
+# One image, several roles. Usage: entrypoint.sh web|worker|realtime-worker|beat|migrate|<any command>
 #   web     uvicorn (default) or daphne (ASGI_SERVER=daphne) on ${HOST:-0.0.0.0}:$PORT
 #   worker  a Celery worker; serves its metrics on $CELERY_METRICS_PORT if set
+#   realtime-worker  the worker of the "realtime" queue (publish_event): a solo pool
 #   beat    Celery beat (run exactly one per deployment)
 #   migrate apply database migrations, then exit
 set -eu
@@ -39,6 +40,13 @@ case "$role" in
     shift || true
     exec celery -A liveplatform worker -l "${LOG_LEVEL:-INFO}" \
       --concurrency "${CELERY_CONCURRENCY:-4}" -n "worker@%h" "$@"
+    ;;
+  realtime-worker)
+    shift || true
+    # WARNING by default: three INFO lines per task at hundreds of tasks a second cost a
+    # tenth of each task (docs/benchmarks.md).
+    exec celery -A liveplatform worker -Q realtime --pool solo --concurrency 1 \
+      -l "${REALTIME_WORKER_LOG_LEVEL:-WARNING}" -n "realtime@%h" "$@"
     ;;
   beat)
     shift || true

@@ -77,7 +77,7 @@ def forget_worker_process(pid: int | None = None, **kwargs: Any) -> None:
     forget_worker_process(pid or os.getpid())
 
 
-def restore_unacknowledged(delivered_before: float) -> int:
+def restore_unacknowledged(delivered_before: float, broker_url: str | None = None) -> int:
     """Put back on their queues the tasks delivered before ``delivered_before`` and never acknowledged.
 
     Tasks are acknowledged after they run (``CELERY_TASK_ACKS_LATE``). On Redis, a
@@ -85,9 +85,10 @@ def restore_unacknowledged(delivered_before: float) -> int:
     visibility timeout (an hour) has passed. ``runplatform`` calls this when the worker
     it supervises died, or Redis came back, and no other worker shares that Redis: the
     tasks run again at once. Only messages delivered before the death are restored, so
-    the new worker's own are left alone. Returns how many were restored.
+    the new worker's own are left alone. Returns how many were restored. ``broker_url``
+    names another broker than the settings' one.
     """
-    with app.connection_for_write() as connection:
+    with app.connection_for_write(broker_url) as connection:
         channel = connection.default_channel
         client = channel.client
         tags = client.zrangebyscore(channel.unacked_index_key, 0, delivered_before)

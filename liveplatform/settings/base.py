@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
+from kombu import Queue
 
 from liveplatform.embedded_redis import ensure_redis_url
 from liveplatform.logs import logging_config
@@ -252,6 +253,17 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Two queues. "celery" carries everything, long jobs included: prefetch 1 above, so a
+# short task never waits behind a long one a process has reserved. "realtime" carries
+# only publish_event (other machines reaching browsers), a task of about a millisecond
+# whose cost is mostly Celery's hand-over to a pool process: a worker of its own runs it
+# in a solo pool (`celery worker -Q realtime --pool solo --concurrency 1`, deploy/),
+# 1.5 s -> under 10 ms at p99 at 500 tasks/s (docs/benchmarks.md). A worker started
+# without -Q consumes both, so nothing waits if that worker is not deployed.
+REALTIME_TASK_QUEUE = "realtime"
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in (CELERY_TASK_DEFAULT_QUEUE, REALTIME_TASK_QUEUE)]
+CELERY_TASK_ROUTES = {"realtime.tasks.publish_event": {"queue": REALTIME_TASK_QUEUE}}
 # Celery's Django fixup closes the database connection before and after every task,
 # whatever CONN_MAX_AGE says, unless this is set: opening a SQLite connection was 40% of
 # a publish_event task. Set out of reach, the fixup never closes; liveplatform/celery.py

@@ -168,6 +168,27 @@ class IsolatedCeleryWorker(CeleryWorker):
             task.apply_async(args=args, kwargs=kwargs, connection=connection)
 
 
+class EntrypointRealtimeWorker(IsolatedCeleryWorker):
+    """``deploy/entrypoint.sh realtime-worker`` on its own broker: the "realtime" queue's worker.
+
+    It logs at WARNING, so there is no "ready." line to wait for: a test queues its
+    tasks at once (the broker keeps them) and waits for them to arrive.
+    """
+
+    name = "realtime-worker"
+
+    def __init__(self, env: dict[str, str], broker_url: str) -> None:
+        super().__init__(env, broker_url)
+        self.node = f"realtime-test-{free_loopback_port()}@localhost"
+        self.argv = ["sh", str(ROOT / "deploy" / "entrypoint.sh"), "realtime-worker", "-n", self.node]
+        self.argv += ["--without-gossip", "--without-mingle"]
+        self.env = {**self.env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
+
+    def wait_ready(self) -> None:
+        if not self.alive():
+            raise RuntimeError(f"worker exited: {self.output()[-3000:]}")
+
+
 DRAIN_SECONDS = 5
 
 

@@ -68,7 +68,9 @@ def test_compose_runs_the_whole_platform_with_health_checks():
     """Tests docker-compose.yml's structure: services, roles, health checks, start order, drain time."""
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "web1", "web2", "worker", "beat", "nginx"}
+    assert set(services) == {
+        "postgres", "redis", "migrate", "web1", "web2", "worker", "realtime-worker", "beat", "nginx",
+    }  # fmt: skip
     for name in ("web1", "web2"):
         web = services[name]
         assert web["command"] == ["web"]
@@ -80,8 +82,9 @@ def test_compose_runs_the_whole_platform_with_health_checks():
         assert web["environment"]["DJANGO_SETTINGS_MODULE"] == "liveplatform.settings.production"
         assert web["environment"]["LOG_FORMAT"] == "json"
     assert services["worker"]["command"] == ["worker"] and services["beat"]["command"] == ["beat"]
+    assert services["realtime-worker"]["command"] == ["realtime-worker"]
     assert services["migrate"]["command"] == ["migrate"] and services["migrate"]["restart"] == "no"
-    for name in ("postgres", "redis", "web1", "web2", "worker", "beat", "nginx"):
+    for name in ("postgres", "redis", "web1", "web2", "worker", "realtime-worker", "beat", "nginx"):
         assert services[name]["healthcheck"]["test"], name
     assert {"web1", "web2"} <= set(services["nginx"]["depends_on"])
     assert all(c["condition"] == "service_healthy" for c in services["nginx"]["depends_on"].values())
@@ -138,6 +141,7 @@ def test_systemd_units_start_each_role_and_outwait_the_drain():
     assert set(units) == {
         "liveplatform-web@.service",
         "liveplatform-worker.service",
+        "liveplatform-realtime-worker.service",
         "liveplatform-beat.service",
         "liveplatform-migrate.service",
     }
@@ -151,6 +155,8 @@ def test_systemd_units_start_each_role_and_outwait_the_drain():
     assert seconds(web["TimeoutStopSec"]) > settings.SHUTDOWN_DRAIN_SECONDS + 5
     assert web["KillSignal"] == "SIGTERM"
     assert "worker" in units["liveplatform-worker.service"]["Service"]["ExecStart"]
+    realtime = units["liveplatform-realtime-worker.service"]["Service"]["ExecStart"]
+    assert "-Q realtime" in realtime and "--pool solo" in realtime
     assert "beat" in units["liveplatform-beat.service"]["Service"]["ExecStart"]
     assert units["liveplatform-migrate.service"]["Service"]["Type"] == "oneshot"
 
