@@ -103,7 +103,10 @@ class Follower:
         self.sock = self._open()
 
     def _open(self):
-        sock = open_socket(self.ws_url, session=self.session, positions=self.positions, timeout=5)
+        # A browser keeps reading: with websockets' default queue of 16 unread frames, a test
+        # busy elsewhere for 45 s (a lost task's wait) stopped the client reading, its pings
+        # went unanswered and it dropped the connection without a close code.
+        sock = open_socket(self.ws_url, session=self.session, positions=self.positions, timeout=5, max_queue=None)
         hello = sock.wait_type("hello")
         self.positions = positions_token([hello], start=self.positions or "")
         return sock
