@@ -10,6 +10,8 @@ its own, beside the image's uvicorn.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import redis
@@ -26,30 +28,51 @@ pytestmark = [pytest.mark.stack]
 HELD_AT_MOST = 1
 
 
-def test_the_realtime_worker_delivers_publish_event_in_order_and_takes_no_other_task(
-    transactional_db, make_tenant, make_member, ops_env, started
-):
-    """Tests 200 tasks reach alice's socket in order, once each, and a main-queue task is left alone."""
+@dataclass
+class Stack:
+    """The image's uvicorn on a Redis of its own, alice's socket on it, and the broker's address."""
+
+    env: dict[str, str]
+    broker_url: str
+    acme: Any
+    alice: Any
+    sock: Any
+
+    def realtime_worker(self) -> EntrypointRealtimeWorker:
+        return EntrypointRealtimeWorker(self.env, broker_url=self.broker_url)
+
+    def queue_events(self, worker: EntrypointRealtimeWorker, count: int) -> None:
+        """``count`` publish_event tasks for alice, numbered from 0, on the broker."""
+        for n in range(count):
+            worker.send(publish_event, "test.realtime", {"n": n}, audience_kind="user", user_id=self.alice.pk,
+                        tenant_id=self.acme.pk)  # fmt: skip
+
+    def events(self, seconds: float) -> list[dict]:
+        return [frame for frame in self.sock.drain(seconds) if frame.get("type") == "test.realtime"]
+
+
+@pytest.fixture
+def stack(transactional_db, make_tenant, make_member, ops_env, started) -> Stack:
     acme = make_tenant("acme")
     alice = make_member(acme, email="alice@acme.test")
     shard = started.redis()
     env = {**ops_env, "REDIS_URL": shard.url, "CHANNEL_LAYER_REDIS_URLS": f"{shard.url}/0"}
-    broker_url = f"{shard.url}/1"
-    worker = started.add(EntrypointRealtimeWorker(env, broker_url=broker_url))
-    worker.start(wait=False)
     server = started.add(EntrypointUvicorn(env).start())
-    worker.wait_ready()
     sock = started.add(open_socket(server.ws_url, session=session_cookie_for(alice)))
     sock.wait_type("hello")
+    return Stack(env, f"{shard.url}/1", acme, alice, sock)
 
+
+def test_the_realtime_worker_delivers_publish_event_in_order_and_takes_no_other_task(stack, started):
+    """Tests 200 tasks reach alice's socket in order, once each, and a main-queue task is left alone."""
+    worker = started.add(stack.realtime_worker()).start()
     worker.send(relay_outbox)  # a main-queue task: this worker must not take it
-    for n in range(200):
-        worker.send(publish_event, "test.realtime", {"n": n}, audience_kind="user", user_id=alice.pk, tenant_id=acme.pk)
+    stack.queue_events(worker, 200)
 
     received: list[dict] = []
 
     def all_arrived() -> bool:
-        received.extend(frame for frame in sock.drain(0.2) if frame.get("type") == "test.realtime")
+        received.extend(stack.events(0.2))
         return len(received) >= 200
 
     wait_for(all_arrived, timeout=30, message="200 publish_event tasks at the socket")
@@ -57,46 +80,35 @@ def test_the_realtime_worker_delivers_publish_event_in_order_and_takes_no_other_
     assert all(frame["tenant"] == "acme" for frame in received)
     offsets = [frame["offset"] for frame in received]
     assert offsets == sorted(set(offsets))  # one offset each, increasing: no duplicate
-    broker = redis.Redis.from_url(broker_url)
+    broker = redis.Redis.from_url(stack.broker_url)
     assert broker.llen("celery") == 1 and broker.llen("realtime") == 0
     # Quiet at hundreds of tasks a second: no INFO line per task.
     assert "succeeded" not in worker.output() and "received" not in worker.output().lower()
 
 
-def test_tasks_a_killed_realtime_worker_had_reserved_run_once_restored(
-    transactional_db, make_tenant, make_member, ops_env, started
-):
+def test_tasks_a_killed_realtime_worker_had_reserved_run_once_restored(stack, started):
     """Tests kill -9 mid-stream: at most one task is held back, none lost, all run after the restore."""
-    acme = make_tenant("acme")
-    alice = make_member(acme, email="alice@acme.test")
-    shard = started.redis()
-    env = {**ops_env, "REDIS_URL": shard.url, "CHANNEL_LAYER_REDIS_URLS": f"{shard.url}/0"}
-    broker_url = f"{shard.url}/1"
-    server = started.add(EntrypointUvicorn(env).start())
-    sock = started.add(open_socket(server.ws_url, session=session_cookie_for(alice)))
-    sock.wait_type("hello")
     total = 3000
-    first = started.add(EntrypointRealtimeWorker(env, broker_url=broker_url))
-    for n in range(total):
-        first.send(publish_event, "test.realtime", {"n": n}, audience_kind="user", user_id=alice.pk, tenant_id=acme.pk)
+    first = started.add(stack.realtime_worker())
+    stack.queue_events(first, total)
     first.start()
-
-    received: list[int] = []
-
-    def arrived(count: int) -> bool:
-        received.extend(f["data"]["n"] for f in sock.drain(0.1) if f.get("type") == "test.realtime")
-        return len(received) >= count
-
-    broker = redis.Redis.from_url(broker_url)
+    broker = redis.Redis.from_url(stack.broker_url)
     wait_for(lambda: broker.llen("realtime") < total - 200, timeout=30, interval=0.01, message="the worker under way")
     first.kill()  # -9, mid-stream
     killed_at = time.time()
     assert broker.llen("realtime") > 0, "the worker had finished before the kill"
     held = broker.hlen("unacked")
     assert held <= HELD_AT_MOST, held  # the task it was running: recorded, not lost
-    second = started.add(EntrypointRealtimeWorker(env, broker_url=broker_url)).start()
-    assert restore_unacknowledged(killed_at, broker_url=broker_url) == held  # what runplatform does
-    wait_for(lambda: arrived(total) and set(received) == set(range(total)), timeout=60, message="every task run")
+
+    second = started.add(stack.realtime_worker()).start()
+    assert restore_unacknowledged(killed_at, broker_url=stack.broker_url) == held  # what runplatform does
+    received: list[int] = []
+
+    def every_task_ran() -> bool:
+        received.extend(frame["data"]["n"] for frame in stack.events(0.1))
+        return set(received) == set(range(total))
+
+    wait_for(every_task_ran, timeout=60, message="every task run")
     assert second.alive()
     # At least once: the task running at the kill may have published before it was acknowledged.
     assert len(received) - len(set(received)) <= 1, len(received) - len(set(received))
