@@ -277,3 +277,21 @@ def _flush_survives_a_deadlock_with_the_live_processes():
     TransactionTestCase._fixture_teardown = teardown
     yield
     TransactionTestCase._fixture_teardown = original
+
+
+# ------------------------------------------------------------------------------
+# After-commit chores in the test process: inline
+# ------------------------------------------------------------------------------
+@pytest.fixture(autouse=True, scope="session")
+def _after_commit_chores_inline():
+    """In this process, outbox deletes and Web Push lookups run at once on the caller's thread.
+
+    The batcher's thread has a database connection of its own: it cannot see a test's
+    uncommitted rows (PostgreSQL) or SQLite's shared in-memory database without table
+    locks. The processes the tests start keep the default delay (the tests through them
+    exercise it), and tests/realtime/test_batcher.py tests the batching itself.
+    """
+    from django.test import override_settings
+
+    with override_settings(REALTIME={**settings.REALTIME, "AFTER_COMMIT_BATCH_SECONDS": 0}):
+        yield

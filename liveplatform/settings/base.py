@@ -380,6 +380,15 @@ REALTIME = {
     # in the outbox; beat relays those older than RELAY_AFTER every RELAY seconds.
     "OUTBOX_RELAY_SECONDS": env_float("REALTIME_OUTBOX_RELAY_SECONDS", 5.0),
     "OUTBOX_RELAY_AFTER_SECONDS": env_float("REALTIME_OUTBOX_RELAY_AFTER_SECONDS", 5.0),
+    # A durable publish from the outbox leaves a record of its idempotency key this long,
+    # so the relay's second publish of an event its producer had published is ignored.
+    # It must outlast the relay's delay (above) with room for beat being down; each
+    # record is about 100 bytes of Redis per event (docs/scaling.md).
+    "PUBLISH_IDEMPOTENCY_SECONDS": env_int("REALTIME_PUBLISH_IDEMPOTENCY_SECONDS", 900),
+    # Chores after a commit that no caller waits for (deleting published outbox rows,
+    # looking for Web Push devices) are done for all requests of this many seconds at
+    # once, on a thread of the process (liveplatform/batcher.py); 0: at once, inline.
+    "AFTER_COMMIT_BATCH_SECONDS": env_float("REALTIME_AFTER_COMMIT_BATCH_SECONDS", 0.05),
     # Socket handshakes per user per minute (all tabs and apps together); over it the
     # handshake is refused (browser route: HTTP 403; app route: close 4429).
     "CONNECTS_PER_MINUTE": env_int("REALTIME_CONNECTS_PER_MINUTE", 60),

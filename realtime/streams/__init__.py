@@ -62,6 +62,7 @@ def stream_store() -> RedisStreamStore:
         group_expiry=layer.get("group_expiry", 86400),
         message_expiry=layer.get("expiry", 60),
         capacity=process_capacity,
+        idempotency_seconds=settings.REALTIME["PUBLISH_IDEMPOTENCY_SECONDS"],
     )
 
 
