@@ -180,3 +180,27 @@ def test_fan_out_to_ten_thousand_members_in_a_bounded_number_of_queries(
     assert len(events) == recipients and {event["tenant"] for event in events} == {"big"}
     assert {event["stream"] for event in events} == {user_group(user.pk) for user in users}
     assert not OutboxEvent.objects.exists()
+
+
+def test_one_write_of_several_calls_gives_each_event_the_counts_right_after_it(
+    org, published, django_capture_on_commit_callbacks
+):
+    """Two calls for the same user written together: counts 1 then 2, as if written one after the other."""
+    from notifications import creating
+
+    calls = [
+        creating.prepare(org["acme"], [org["alice"], org["bob"]], category="general", title="First"),
+        creating.prepare(org["acme"], org["alice"], category="general", title="Second"),
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert creating.write(calls) == [2, 1]
+    titles_and_counts = [
+        (event["data"]["notification"]["title"], event["data"]["counts"])
+        for event in created_events(published, org["alice"])
+    ]
+    assert titles_and_counts == [
+        ("First", {"unread": 1, "unseen": 1, "version": 1}),
+        ("Second", {"unread": 2, "unseen": 2, "version": 2}),
+    ]
+    assert services.counts_for(org["acme"], org["alice"]) == {"unread": 2, "unseen": 2, "version": 2}
+    assert services.counts_for(org["acme"], org["bob"]) == {"unread": 1, "unseen": 1, "version": 1}
