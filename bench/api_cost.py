@@ -58,6 +58,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="in process: measured rounds, best and median shown")
     parser.add_argument("--concurrency", type=int, default=1, help="in process: calls in flight together (default 1)")
     parser.add_argument("--members", type=int, default=1000, help="members of the tenant (default 1000)")
+    parser.add_argument(
+        "--database", default="", help="a PostgreSQL server URL: measure on a fresh database there (default: SQLite)"
+    )
     parser.add_argument("--conn-max-age", default="600", help="DATABASE_CONN_MAX_AGE (the bench sets 600)")
     parser.add_argument("--no-sockets", action="store_true", help="no channel subscribed to the members' groups")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of every thread")
@@ -67,6 +70,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--uvicorn", action="store_true", help="measure one uvicorn process over HTTP instead")
     parser.add_argument("--threads", type=int, default=16, help="client threads with --uvicorn (default 16)")
     parser.add_argument("--rate", type=float, default=0, help="with --uvicorn: offer calls at this rate (0: flat out)")
+    parser.add_argument(
+        "--keep-alive",
+        action="store_true",
+        help="with --uvicorn: each client thread keeps its connection (as the bench)",
+    )
     return parser.parse_args(argv)
 
 
@@ -75,13 +83,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 # ------------------------------------------------------------------------------
 def prepare(opts: argparse.Namespace) -> dict[str, Any]:
     """Start Redis, point Django at a fresh database, migrate, and create the tenant and key."""
+    from bench.run import BenchDatabase
     from liveplatform.embedded_redis import start_redis_server
 
     workdir = Path(tempfile.mkdtemp(prefix="api-cost-", dir=os.environ.get("VAR_DIR") or None))
+    database = BenchDatabase(opts.database, workdir)
     redis_process = start_redis_server(die_with_parent=True)
     env = {
         "DJANGO_SETTINGS_MODULE": "liveplatform.settings.test",
-        "DATABASE_URL": f"sqlite:///{workdir / 'api-cost.sqlite3'}",
+        "DATABASE_URL": database.create(),
         "REDIS_URL": f"redis://127.0.0.1:{redis_process.port}/0",
         "VAR_DIR": str(workdir),
         "DATABASE_CONN_MAX_AGE": str(opts.conn_max_age),
@@ -107,6 +117,7 @@ def prepare(opts: argparse.Namespace) -> dict[str, Any]:
     connections.close_all()  # the measured requests open their own
     return {
         "workdir": workdir,
+        "database": database,
         "redis_process": redis_process,
         "env": {**os.environ, **env},
         "tenant": tenant,
@@ -244,6 +255,15 @@ def start_py_spy(path: Path) -> tuple[subprocess.Popen, Path]:
     popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     time.sleep(1.0)  # py-spy has no readiness signal; it attaches within this
     return popen, path
+
+
+def start_py_spy_on(pid: int, path: Path) -> subprocess.Popen:
+    """Sample another process's CPU with py-spy until SIGINT: only the thread holding the GIL (``--gil``)."""
+    argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--format", "raw", "--gil"]
+    argv += ["--rate", "250", "--output", str(path)]
+    popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(1.0)  # py-spy has no readiness signal; it attaches within this
+    return popen
 
 
 # Where a thread waits rather than works: py-spy still samples some of these.
@@ -422,7 +442,12 @@ def in_process(opts: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, Any]:
 # Over HTTP: one uvicorn process, client threads, server CPU from /proc
 # ------------------------------------------------------------------------------
 def through_uvicorn(opts: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, Any]:
-    """The bench's client (urllib, new connection per call, N threads) against one uvicorn; server CPU per call."""
+    """N client threads (a new connection per call, or ``--keep-alive``) against one uvicorn; server CPU per call.
+
+    With ``--py-spy`` the server is sampled (only the thread holding the GIL: its CPU)
+    while the measured calls run.
+    """
+    import http.client
     import urllib.request
     from concurrent.futures import ThreadPoolExecutor
 
@@ -433,8 +458,30 @@ def through_uvicorn(opts: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, 
     user_ids, raw_key = ctx["user_ids"], ctx["raw_key"]
     failures: list[str] = []
     latencies: list[float] = []
+    local = threading.local()
+
+    def post_kept(i: int) -> None:
+        connection = getattr(local, "connection", None)
+        if connection is None:
+            connection = local.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Authorization": f"Bearer {raw_key}", "Content-Type": "application/json"}
+        started = time.perf_counter()
+        try:
+            connection.request("POST", URL_PATH, body=body_for(user_ids[i % len(user_ids)]), headers=headers)
+            response = connection.getresponse()
+            response.read()
+            if response.status != 201:
+                failures.append(str(response.status))
+        except Exception as exc:  # noqa: BLE001 - counted and reported; the next call reconnects
+            failures.append(repr(exc)[:160])
+            connection.close()
+            local.connection = None
+        latencies.append(time.perf_counter() - started)
 
     def post(i: int) -> None:
+        if opts.keep_alive:
+            post_kept(i)
+            return
         request = urllib.request.Request(
             url,
             data=body_for(user_ids[i % len(user_ids)]),
@@ -468,9 +515,13 @@ def through_uvicorn(opts: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, 
         with ThreadPoolExecutor(opts.threads) as pool:
             offer(pool, 0, opts.warmup)
             latencies.clear()
+            spy = start_py_spy_on(server.pid, ctx["workdir"] / "server-spy.txt") if opts.py_spy else None
             cpu0, wall0 = cpu_seconds(server.pid), time.perf_counter()
             offer(pool, opts.warmup, opts.calls)
             cpu, wall = cpu_seconds(server.pid) - cpu0, time.perf_counter() - wall0
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=30)
     finally:
         server.stop()
     latencies.sort()
@@ -482,6 +533,7 @@ def through_uvicorn(opts: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, 
         "latency_p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "failures": len(failures),
         "failure_examples": failures[:3],
+        **({"py_spy": summarise_py_spy(ctx["workdir"] / "server-spy.txt", opts.top)} if opts.py_spy else {}),
     }
 
 
@@ -499,6 +551,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         ctx["redis_process"].terminate()
         ctx["redis_process"].wait(timeout=10)
+        from django.db import connections
+
+        connections.close_all()
+        ctx["database"].drop()
         os.dup2(saved_stderr, 2)
     profile = results.pop("profile", None)
     spy = results.pop("py_spy", None)
