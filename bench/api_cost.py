@@ -87,7 +87,7 @@ def prepare(opts: argparse.Namespace) -> dict[str, Any]:
     from liveplatform.embedded_redis import start_redis_server
 
     workdir = Path(tempfile.mkdtemp(prefix="api-cost-", dir=os.environ.get("VAR_DIR") or None))
-    database = BenchDatabase(opts.database, workdir)
+    database = BenchDatabase(getattr(opts, "database", ""), workdir)
     redis_process = start_redis_server(die_with_parent=True)
     env = {
         "DJANGO_SETTINGS_MODULE": "liveplatform.settings.test",
