@@ -12,6 +12,7 @@ import functools
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -52,17 +53,40 @@ def _parse_rate(rate: str) -> tuple[int, int]:
     return SimpleRateThrottle.parse_rate(SimpleRateThrottle, rate)
 
 
+@dataclass
+class _Lease:
+    """Hits of one counter window this process reserved: numbers ``next`` to ``last`` are its own."""
+
+    key: str
+    next: int = 1
+    last: int = 0
+    size: int = 1
+
+
 class ApiKeyRateThrottle(BaseThrottle):
     """Requests per API key (``settings.API_KEY_RATE_LIMIT``, e.g. "600/m"); over it: 429 + Retry-After.
 
     Only calls authenticated by a key count: one runaway integration must not starve
-    the others. A fixed window counted in the shared cache (Redis, one round trip per
-    request), so every web process shares the counter; if the cache is down the
-    request goes through rather than the API going down with it.
+    the others. A fixed window counted in the shared cache (Redis), so every web process
+    shares the counter; if the cache is down the request goes through rather than the
+    API going down with it.
+
+    A busy key does not cost a round trip per request: the process reserves hits in
+    blocks (``INCRBY``), 1 at first in each window, then twice the last block, at most
+    1% of the limit and ``LEASE_MAX``; each request takes the next number of its
+    process's block, and a number over the limit is a 429. So a key well under its
+    limit is counted exactly (blocks of 1 below 200 a window), and at its limit a key
+    can be refused early by at most the unused part of the other processes' blocks
+    (under 1% of the limit each). Measured: the round trip was 7% of a
+    ``POST /api/v1/notifications`` (docs/benchmarks.md).
     """
+
+    LEASE_MAX = 32
 
     def __init__(self) -> None:
         self._local = threading.local()
+        self._leases: dict[int, _Lease] = {}
+        self._lock = threading.Lock()
 
     def allow_request(self, request: HttpRequest) -> bool:
         auth = getattr(request, "auth", None)
@@ -74,12 +98,27 @@ class ApiKeyRateThrottle(BaseThrottle):
         window = int(now // period)
         key = f"throttle:api_key:{auth.pk}:{period}:{window}"
         try:
-            count = count_hit(key, window=period + 1)
+            hit = self._take(auth.pk, key, limit, period)
         except Exception:  # noqa: BLE001 - a cache outage must not take the API down
             logger.warning("API rate limit not checked: the cache is unavailable")
             return True
         self._local.wait = (window + 1) * period - now
-        return count <= limit
+        return hit <= limit
+
+    def _take(self, key_id: int, key: str, limit: int, period: int) -> int:
+        """The number of this request's hit in its window: the next of this process's block."""
+        with self._lock:
+            lease = self._leases.get(key_id)
+            if lease is None or lease.key != key:
+                lease = self._leases[key_id] = _Lease(key)
+            if lease.next > lease.last:
+                size = lease.size
+                lease.last = count_hit(key, window=period + 1, amount=size)
+                lease.next = lease.last - size + 1
+                lease.size = max(1, min(size * 2, limit // 100, self.LEASE_MAX))
+            hit = lease.next
+            lease.next += 1
+            return hit
 
     def wait(self) -> float | None:
         return getattr(self._local, "wait", None)

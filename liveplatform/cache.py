@@ -32,8 +32,8 @@ def _redis_client(alias: str) -> Any:
     return shared_cache(alias)._cache.get_client(write=True)
 
 
-def count_hit(key: str, *, window: int, alias: str = "default") -> int:
-    """Add one to a counter that expires ``window`` seconds after its last count; returns the new count.
+def count_hit(key: str, *, window: int, amount: int = 1, alias: str = "default") -> int:
+    """Add ``amount`` to a counter that expires ``window`` seconds after its last count; returns the new count.
 
     On Django's Redis cache one round trip (INCR and EXPIRE pipelined) instead of the
     three of ``add`` plus ``incr`` (SET NX, EXISTS, INCRBY). The value is the plain
@@ -44,8 +44,8 @@ def count_hit(key: str, *, window: int, alias: str = "default") -> int:
     if isinstance(cache, RedisCache):
         full_key = cache.make_and_validate_key(key)
         pipeline = _redis_client(alias).pipeline(transaction=False)
-        pipeline.incr(full_key)
+        pipeline.incrby(full_key, amount)
         pipeline.expire(full_key, window)
         return pipeline.execute()[0]
     cache.add(key, 0, timeout=window)
-    return cache.incr(key)
+    return cache.incr(key, amount)

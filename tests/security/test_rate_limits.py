@@ -141,3 +141,37 @@ def test_handshakes_over_the_per_user_limit_are_refused_for_that_user_only(
 
     with open_socket(strict_daphne.ws_url, session=session_cookie_for(bob)) as other:
         assert other.wait_type("hello")["data"]["user"] == bob.pk
+
+
+def test_two_web_processes_share_a_busy_keys_limit_and_refuse_at_most_their_blocks_early(db, acme, settings):
+    """Tests the reserved blocks: a busy key's limit holds across processes, a calm key is counted exactly.
+
+    Each web process has its own throttle (two instances here) and reserves hits from
+    the shared Redis counter in blocks; together they never let more than the limit
+    through, and refuse at most their blocks' unused part (1% of the limit each) early.
+    """
+    from types import SimpleNamespace
+
+    from accounts.api_auth import ApiKeyRateThrottle
+    from accounts.api_keys import do_create_api_key
+    from liveplatform.cache import shared_cache
+
+    settings.API_KEY_RATE_LIMIT = "2000/m"
+    _not_at_a_minute_boundary(margin=15)
+    busy, _ = do_create_api_key(acme, "busy")
+    calm, _ = do_create_api_key(acme, "calm")
+    window = int(time.time() // 60)
+    for api_key in (busy, calm):
+        shared_cache().delete(f"throttle:api_key:{api_key.pk}:60:{window}")
+    processes = [ApiKeyRateThrottle(), ApiKeyRateThrottle()]
+
+    answers = [processes[i % 2].allow_request(SimpleNamespace(auth=busy)) for i in range(2200)]
+    allowed = sum(answers)
+    assert 2000 - 2 * 20 <= allowed <= 2000, allowed
+    assert not any(answers[2100:]), "the key kept getting through past its limit"
+    assert 1 <= processes[0].wait() <= 60
+
+    # A key under 200 a window gets blocks of one: its 150th request is its 150th hit.
+    settings.API_KEY_RATE_LIMIT = "150/m"
+    calm_answers = [processes[i % 2].allow_request(SimpleNamespace(auth=calm)) for i in range(151)]
+    assert calm_answers == [True] * 150 + [False]
