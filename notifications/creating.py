@@ -168,25 +168,24 @@ def write(calls: Sequence[Prepared]) -> list[int]:
     transaction commits.
     """
     with transaction.atomic():
-        rows = Notification.objects.bulk_create(
-            [
-                Notification(
-                    tenant=call.tenant,
-                    recipient_id=user_id,
-                    category=call.category,
-                    level=call.level,
-                    title=call.title,
-                    body=call.body,
-                    body_html=call.body_html,
-                    link=call.link,
-                    actor=call.actor,
-                    data=call.data,
-                    created_at=call.created_at,
-                )
-                for call in calls
-                for user_id in call.user_ids
-            ]
-        )
+        rows = [
+            Notification(
+                tenant=call.tenant,
+                recipient_id=user_id,
+                category=call.category,
+                level=call.level,
+                title=call.title,
+                body=call.body,
+                body_html=call.body_html,
+                link=call.link,
+                actor=call.actor,
+                data=call.data,
+                created_at=call.created_at,
+            )
+            for call in calls
+            for user_id in call.user_ids
+        ]
+        rawsql.insert(rows)
         added = Counter((call.tenant.pk, user_id) for call in calls for user_id in call.user_ids)
         final: dict[tuple[int, int], dict[str, int]] = {}
         for tenant_id in sorted({tenant_id for tenant_id, _ in added}):

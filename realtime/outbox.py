@@ -62,10 +62,7 @@ def hold(messages: Sequence[StreamMessage], *, autocommit: bool = False) -> list
         for message in messages
     ]
     try:
-        if len(rows) == 1:
-            rows[0].save(force_insert=True)
-        else:
-            OutboxEvent.objects.bulk_create(rows)
+        rawsql.insert(rows)
     except Exception:
         if not autocommit:
             raise  # the caller's transaction fails with it: nothing was published
