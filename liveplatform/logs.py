@@ -31,8 +31,16 @@ _SECRET_PATTERNS = [
 ]
 
 
+# Every pattern above needs one of these words (lower-cased): most lines have none, and
+# looking for them costs a fraction of running the three expressions on every record.
+_SECRET_HINTS = ("lpk_", "bearer", "sessionid", "csrftoken", "password", "secret", "token")
+
+
 def redact(text: str) -> str:
     """Mask anything that looks like a credential in ``text``."""
+    lowered = text.lower()
+    if not any(hint in lowered for hint in _SECRET_HINTS):
+        return text
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text
