@@ -61,6 +61,7 @@ class _Lease:
     next: int = 1
     last: int = 0
     size: int = 1
+    refilling: bool = False
 
 
 class ApiKeyRateThrottle(BaseThrottle):
@@ -106,19 +107,36 @@ class ApiKeyRateThrottle(BaseThrottle):
         return hit <= limit
 
     def _take(self, key_id: int, key: str, limit: int, period: int) -> int:
-        """The number of this request's hit in its window: the next of this process's block."""
+        """The number of this request's hit in its window: the next of this process's block.
+
+        The round trip runs outside the lock, so a slow cache holds up only the requests
+        that wait for it, as before blocks. While one request reserves the next block,
+        the others reserve one hit each: no block is reserved twice, none is wasted.
+        """
         with self._lock:
             lease = self._leases.get(key_id)
             if lease is None or lease.key != key:
                 lease = self._leases[key_id] = _Lease(key)
-            if lease.next > lease.last:
-                size = lease.size
-                lease.last = count_hit(key, window=period + 1, amount=size)
-                lease.next = lease.last - size + 1
+            if lease.next <= lease.last:
+                lease.next += 1
+                return lease.next - 1
+            refills = not lease.refilling
+            size = lease.size if refills else 1
+            if refills:
+                lease.refilling = True
                 lease.size = max(1, min(size * 2, limit // 100, self.LEASE_MAX))
-            hit = lease.next
-            lease.next += 1
-            return hit
+        try:
+            last = count_hit(key, window=period + 1, amount=size)
+        except Exception:
+            if refills:
+                with self._lock:
+                    lease.refilling = False
+            raise
+        if refills:
+            with self._lock:
+                lease.refilling = False
+                lease.next, lease.last = last - size + 2, last
+        return last - size + 1
 
     def wait(self) -> float | None:
         return getattr(self._local, "wait", None)

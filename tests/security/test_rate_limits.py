@@ -171,6 +171,16 @@ def test_two_web_processes_share_a_busy_keys_limit_and_refuse_at_most_their_bloc
     assert not any(answers[2100:]), "the key kept getting through past its limit"
     assert 1 <= processes[0].wait() <= 60
 
+    # Many request threads of one process at once: still never more than the limit.
+    from concurrent.futures import ThreadPoolExecutor
+
+    threaded, _ = do_create_api_key(acme, "threaded")
+    shared_cache().delete(f"throttle:api_key:{threaded.pk}:60:{window}")
+    one_process = ApiKeyRateThrottle()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: one_process.allow_request(SimpleNamespace(auth=threaded)), range(2400)))
+    assert 2000 - 20 <= sum(answers) <= 2000, sum(answers)
+
     # A key under 200 a window gets blocks of one: its 150th request is its 150th hit.
     settings.API_KEY_RATE_LIMIT = "150/m"
     calm_answers = [processes[i % 2].allow_request(SimpleNamespace(auth=calm)) for i in range(151)]
