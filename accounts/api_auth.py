@@ -57,7 +57,7 @@ def _parse_rate(rate: str) -> tuple[int, int]:
 class _Lease:
     """Hits of one counter window this process reserved: numbers ``next`` to ``last`` are its own."""
 
-    key: str
+    id: str
     next: int = 1
     last: int = 0
     size: int = 1
@@ -99,14 +99,16 @@ class ApiKeyRateThrottle(BaseThrottle):
         window = int(now // period)
         key = f"throttle:api_key:{auth.pk}:{period}:{window}"
         try:
-            hit = self._take(auth.pk, key, limit, period)
+            # The lease is the window's, this key's (not another key that reused its id after a
+            # rollback) and this limit's: a block reserved under another limit is not used.
+            hit = self._take(auth.pk, f"{key}:{auth.digest}:{rate}", key, limit, period)
         except Exception:  # noqa: BLE001 - a cache outage must not take the API down
             logger.warning("API rate limit not checked: the cache is unavailable")
             return True
         self._local.wait = (window + 1) * period - now
         return hit <= limit
 
-    def _take(self, key_id: int, key: str, limit: int, period: int) -> int:
+    def _take(self, key_id: int, lease_id: str, key: str, limit: int, period: int) -> int:
         """The number of this request's hit in its window: the next of this process's block.
 
         The round trip runs outside the lock, so a slow cache holds up only the requests
@@ -115,8 +117,8 @@ class ApiKeyRateThrottle(BaseThrottle):
         """
         with self._lock:
             lease = self._leases.get(key_id)
-            if lease is None or lease.key != key:
-                lease = self._leases[key_id] = _Lease(key)
+            if lease is None or lease.id != lease_id:
+                lease = self._leases[key_id] = _Lease(lease_id)
             if lease.next <= lease.last:
                 lease.next += 1
                 return lease.next - 1

@@ -52,6 +52,16 @@ def test_repeated_failed_logins_lock_the_account_out_even_with_the_right_passwor
 # ------------------------------------------------------------------------------
 # HTTP API per key
 # ------------------------------------------------------------------------------
+def _fresh_counters(*api_keys) -> None:
+    """These keys' counters start at zero: a key of an earlier, rolled-back test may have had the same id."""
+    from liveplatform.cache import shared_cache
+
+    window = int(time.time() // 60)
+    shared_cache().delete_many(
+        [f"throttle:api_key:{api_key.pk}:60:{w}" for api_key in api_keys for w in (window, window + 1)]
+    )
+
+
 def test_an_api_key_over_its_rate_gets_429_with_retry_after_and_other_keys_are_unaffected(
     db, acme, make_member, settings
 ):
@@ -62,8 +72,9 @@ def test_an_api_key_over_its_rate_gets_429_with_retry_after_and_other_keys_are_u
     settings.API_KEY_RATE_LIMIT = "5/m"
     _not_at_a_minute_boundary()
     alice = make_member(acme, email="alice@acme.test")
-    _, busy = do_create_api_key(acme, "busy")
-    _, calm = do_create_api_key(acme, "calm")
+    busy_key, busy = do_create_api_key(acme, "busy")
+    calm_key, calm = do_create_api_key(acme, "calm")
+    _fresh_counters(busy_key, calm_key)
     client = Client()
 
     def send(key: str, title: str):
@@ -154,15 +165,12 @@ def test_two_web_processes_share_a_busy_keys_limit_and_refuse_at_most_their_bloc
 
     from accounts.api_auth import ApiKeyRateThrottle
     from accounts.api_keys import do_create_api_key
-    from liveplatform.cache import shared_cache
 
     settings.API_KEY_RATE_LIMIT = "2000/m"
     _not_at_a_minute_boundary(margin=15)
     busy, _ = do_create_api_key(acme, "busy")
     calm, _ = do_create_api_key(acme, "calm")
-    window = int(time.time() // 60)
-    for api_key in (busy, calm):
-        shared_cache().delete(f"throttle:api_key:{api_key.pk}:60:{window}")
+    _fresh_counters(busy, calm)
     processes = [ApiKeyRateThrottle(), ApiKeyRateThrottle()]
 
     answers = [processes[i % 2].allow_request(SimpleNamespace(auth=busy)) for i in range(2200)]
@@ -175,7 +183,7 @@ def test_two_web_processes_share_a_busy_keys_limit_and_refuse_at_most_their_bloc
     from concurrent.futures import ThreadPoolExecutor
 
     threaded, _ = do_create_api_key(acme, "threaded")
-    shared_cache().delete(f"throttle:api_key:{threaded.pk}:60:{window}")
+    _fresh_counters(threaded)
     one_process = ApiKeyRateThrottle()
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: one_process.allow_request(SimpleNamespace(auth=threaded)), range(2400)))
@@ -185,3 +193,4 @@ def test_two_web_processes_share_a_busy_keys_limit_and_refuse_at_most_their_bloc
     settings.API_KEY_RATE_LIMIT = "150/m"
     calm_answers = [processes[i % 2].allow_request(SimpleNamespace(auth=calm)) for i in range(151)]
     assert calm_answers == [True] * 150 + [False]
+    _fresh_counters(busy, calm, threaded)  # a later test's key may get one of these ids
