@@ -10,7 +10,10 @@ queued all of those behind each other (docs/benchmarks.md, ``bench/connect_cost.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
@@ -28,7 +31,8 @@ from django.utils.crypto import constant_time_compare
 
 from liveplatform import rawsql
 
-from .services import Subscriptions, note_connect_attempt, subscriptions_for
+from .services import Subscriptions, note_connect_attempt, stream_tops, subscriptions_for
+from .streams import Position
 
 
 @dataclass
@@ -37,23 +41,44 @@ class Admission:
 
     user: AbstractBaseUser | None = None
     subs: Subscriptions | None = None
-    # The reason for the REFUSED metric: "anonymous" or "too_many_connects"; empty if admitted.
+    # The top position of each stream the user follows and the client named no position in.
+    tops: dict[str, Position] = dataclasses.field(default_factory=dict)
+    # The reason for the REFUSED metric: "anonymous", "too_many_connects" or
+    # OVERLOADED; empty if admitted.
     refused: str = ""
 
 
-def admit_browser_socket(session_key: str | None) -> Admission:
+# A handshake that queued too long for the database threads: "try again later", not 403.
+OVERLOADED = "overloaded"
+
+
+def admit_browser_socket(
+    session_key: str | None, arrived: float | None = None, known: Collection[str] = ()
+) -> Admission:
     """Authenticate a browser socket by its session cookie, count the handshake, read its groups.
+
+    Also reads the top of each stream the user follows that is not ``known`` (the
+    client sent no position in it), so the consumer can join and accept without a
+    second trip through the threads' queue.
 
     Refused (the handshake is answered 403): no session, an expired or logged-out
     one, a session whose password hash no longer matches, an unknown or deactivated
-    user, or a user over ``CONNECTS_PER_MINUTE``.
+    user, or a user over ``CONNECTS_PER_MINUTE``. A handshake that ``arrived``
+    (``time.monotonic()``) more than ``HANDSHAKE_QUEUE_SECONDS`` ago is refused as
+    ``OVERLOADED`` before any database work: in a reconnect storm the queue drains
+    at once instead of every late handshake being worked on and then dropped by the
+    ASGI server's handshake timeout.
     """
+    if arrived is not None and time.monotonic() - arrived > settings.REALTIME["HANDSHAKE_QUEUE_SECONDS"]:
+        return Admission(refused=OVERLOADED)
     user = user_for_session(session_key)
     if user is None:
         return Admission(refused="anonymous")
     if not note_connect_attempt(user.pk):
         return Admission(user, refused="too_many_connects")
-    return Admission(user, subscriptions_for(user))
+    subs = subscriptions_for(user)
+    unknown = subs.groups - set(known)
+    return Admission(user, subs, stream_tops(unknown) if unknown else {})
 
 
 def user_for_session(session_key: str | None) -> AbstractBaseUser | None:

@@ -3,7 +3,8 @@
 Replaces Channels' ``AuthMiddlewareStack`` on ``/ws/`` (behind the Origin check in
 ``routing``). One call to ``admission.admit_browser_socket`` on the sockets' database
 threads decides the handshake; a refused one is answered HTTP 403 without starting a
-consumer. An admitted one reaches the consumer with, in its scope:
+consumer; one that queued too long for those threads (a reconnect storm) is told to
+try again later (``outage.refuse_try_again_later``). An admitted one reaches the consumer with, in its scope:
 
 * ``user``: the authenticated, active user;
 * ``session``: the session store of the cookie (its ``session_key`` lets a logout close
@@ -16,15 +17,19 @@ consumer. An admitted one reaches the consumer with, in its scope:
 
 from __future__ import annotations
 
+import time
 from importlib import import_module
 from typing import Any
+from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.http.cookie import parse_cookie
 
 from . import metrics
-from .admission import admit_browser_socket
+from .admission import OVERLOADED, admit_browser_socket
 from .dbthreads import db_call
+from .outage import refuse_try_again_later
+from .streams import BadPositions, Position, decode_positions
 
 # One wrapper for every handshake: building a SyncToAsync inspects the function each time.
 _admit = db_call(admit_browser_socket)
@@ -39,9 +44,12 @@ class SessionAuthMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         cookies = _cookies(scope)
         session_key = cookies.get(settings.SESSION_COOKIE_NAME)
-        admission = await _admit(session_key)
+        since = positions_in_query(scope)
+        admission = await _admit(session_key, time.monotonic(), since.keys())
         if admission.refused:
             metrics.REFUSED.labels(reason=admission.refused).inc()
+            if admission.refused == OVERLOADED:
+                return await refuse_try_again_later(scope, receive, send)
             return await _refuse(receive, send)
         scope = {
             **scope,
@@ -49,8 +57,18 @@ class SessionAuthMiddleware:
             "session": import_module(settings.SESSION_ENGINE).SessionStore(session_key),
             "user": admission.user,
             "subscriptions": admission.subs,
+            "positions": {**admission.tops, **since},
         }
         return await self.inner(scope, receive, send)
+
+
+def positions_in_query(scope: dict[str, Any]) -> dict[str, Position]:
+    """The client's position in each stream it follows, from the ``pos`` token of the socket's URL."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    try:
+        return decode_positions((query.get("pos") or [""])[0])
+    except BadPositions:
+        return {}  # a mangled token: start from the top, as a new page would
 
 
 def _cookies(scope: dict[str, Any]) -> dict[str, str]:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
-from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.utils import timezone
 
 from . import metrics, services
+from .auth import positions_in_query
 from .closing import ClientGone, CloseCode
 from .consumer_loop import AttachedWebsocketConsumer
 from .dbthreads import db_call
@@ -52,7 +52,10 @@ class RealtimeConsumer(AttachedWebsocketConsumer):
             metrics.REFUSED.labels(reason="anonymous").inc()
             await self.close()  # before accept: the handshake is refused with HTTP 403
             return
-        await self.start_session(user, since=self._positions_from_query())
+        # realtime.auth read the client's positions, and the tops of the streams it named
+        # none in, with the handshake's admission; a scope built without it starts here.
+        since = self.scope.get("positions")
+        await self.start_session(user, since=positions_in_query(self.scope) if since is None else dict(since))
 
     def prepare_session(self) -> None:
         """The state every socket starts with, before it knows its user."""
@@ -68,13 +71,6 @@ class RealtimeConsumer(AttachedWebsocketConsumer):
             settings.REALTIME["CLIENT_FRAMES_PER_SECOND"], settings.REALTIME["CLIENT_FRAMES_BURST"]
         )
         self.strikes = 0
-
-    def _positions_from_query(self) -> dict[str, Position]:
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        try:
-            return decode_positions((query.get("pos") or [""])[0])
-        except BadPositions:
-            return {}  # a mangled token: start from the top, as a new page would
 
     async def start_session(self, user: Any, *, since: dict[str, Position], accept: bool = True) -> None:
         """Join the user's groups, greet, replay each stream from ``since``, then send current state."""

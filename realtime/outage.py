@@ -126,7 +126,7 @@ class RedisOutageGuard:
             return await self.inner(scope, receive, send)
         if not await self.outage.admits():
             self.outage.refused += 1
-            return await _refuse(scope, receive, send)
+            return await refuse_try_again_later(scope, receive, send)
         state = {"accepted": False, "closed": False}
 
         async def tracked_send(message: dict[str, Any]) -> None:
@@ -151,7 +151,7 @@ class RedisOutageGuard:
                 await _close(send, TRY_AGAIN_LATER)
             else:
                 self.outage.refused += 1
-                await _refuse(scope, None, send)
+                await refuse_try_again_later(scope, None, send)
 
 
 async def _close(send: Any, code: int) -> None:
@@ -161,8 +161,12 @@ async def _close(send: Any, code: int) -> None:
         pass
 
 
-async def _refuse(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Refuse a handshake not yet accepted: HTTP 503 if the server can send one, else accept and close 1013."""
+async def refuse_try_again_later(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Refuse a handshake not yet accepted: HTTP 503 if the server can send one, else accept and close 1013.
+
+    Either way the client learns the server is there but busy, and backs off with
+    jitter; ``receive`` None means the connect message was read already.
+    """
     if receive is not None:
         message = await receive()
         if message["type"] != "websocket.connect":

@@ -392,6 +392,10 @@ REALTIME = {
     # Socket handshakes per user per minute (all tabs and apps together); over it the
     # handshake is refused (browser route: HTTP 403; app route: close 4429).
     "CONNECTS_PER_MINUTE": env_int("REALTIME_CONNECTS_PER_MINUTE", 60),
+    # A handshake that waited this long for the sockets' database threads (a reconnect
+    # storm) is answered "try again later" (503 or 1013) without its database work, well
+    # before the ASGI server's own handshake timeout (daphne: 5 s) drops it without a word.
+    "HANDSHAKE_QUEUE_SECONDS": env_float("REALTIME_HANDSHAKE_QUEUE_SECONDS", 2.0),
     # Threads per process for the sockets' database work (handshakes, replays, heartbeats);
     # Channels' default is one thread for the whole process (realtime/dbthreads.py).
     "DB_THREADS": env_int("REALTIME_DB_THREADS", 4),
