@@ -17,7 +17,6 @@ try again later (``outage.refuse_try_again_later``). An admitted one reaches the
 
 from __future__ import annotations
 
-import time
 from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qs
@@ -27,6 +26,7 @@ from django.http.cookie import parse_cookie
 
 from . import metrics
 from .admission import OVERLOADED, admit_browser_socket
+from .arrival import pop_arrival
 from .dbthreads import db_call
 from .outage import refuse_try_again_later
 from .streams import BadPositions, Position, decode_positions
@@ -45,7 +45,7 @@ class SessionAuthMiddleware:
         cookies = _cookies(scope)
         session_key = cookies.get(settings.SESSION_COOKIE_NAME)
         since = positions_in_query(scope)
-        admission = await _admit(session_key, time.monotonic(), since.keys())
+        admission = await _admit(session_key, pop_arrival(scope), since.keys())
         if admission.refused:
             metrics.REFUSED.labels(reason=admission.refused).inc()
             if admission.refused == OVERLOADED:

@@ -37,11 +37,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from django.conf import settings
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from .arrival import stamp_arrival
 
 logger = logging.getLogger(__name__)
 
@@ -161,10 +164,16 @@ class BroadcastWebSocketProtocol(WebSocketsSansIOProtocol):
         # websockets' parser refuses a longer message at its frame header (close 1009).
         self.conn.max_message_size = settings.REALTIME["MAX_FRAME_BYTES"]
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The upgrade reached this protocol: the handshake's clock starts (realtime.arrival).
+        self.arrived = time.monotonic()
+        super().connection_made(transport)
+
     def handle_connect(self, event) -> None:
         super().handle_connect(event)
-        # The application task is created but has not run yet: it sees the extension.
+        # The application task is created but has not run yet: it sees the extensions.
         if self.response.status_code == 101:
+            stamp_arrival(self.scope, self.arrived)
             self.scope["extensions"][DIRECT] = {
                 "socket": DirectSocket(self.write_prepared, self.queue.put_nowait, self.write_prepared_after_drain)
             }

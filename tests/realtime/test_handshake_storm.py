@@ -1,16 +1,18 @@
 """A handshake storm bigger than the server can admit in time: every socket gets an answer.
 
 daphne drops a WebSocket handshake the application has not accepted within its
-handshake timeout (``--websocket_connect_timeout``, 5 s by default) by closing the TCP
-connection: the browser sees a failed connection, no close code, no advice to back
-off. After a Redis outage or a deploy, every page of a busy site reconnects at once
-and the handshakes queue for the sockets' database thread. A handshake that has
-queued longer than ``REALTIME_HANDSHAKE_QUEUE_SECONDS`` is answered "try again
-later" (1013) instead, without its database work, so the queue drains and the
-clients back off with jitter (``realtime.js``).
+handshake timeout (``--websocket_connect_timeout``, 5 s by default, counted from the
+connection) by closing the TCP connection: the browser sees a failed connection, no
+close code, no advice to back off. After a Redis outage or a deploy, every page of a
+busy site reconnects at once and the handshakes queue, first in the server's own
+parsing, then for the sockets' database threads. A handshake whose connection
+arrived longer than ``REALTIME_HANDSHAKE_QUEUE_SECONDS`` ago when its database work
+would start is answered "try again later" (1013) instead, without that work, so the
+queue drains and the clients back off with jitter (``realtime.js``).
 
-Here daphne runs with a 2 s handshake timeout and a 0.5 s queue limit, and
-``SOCKETS`` handshakes arrive at once: more than it admits in 2 s on this machine.
+Here daphne runs with its default 5 s handshake timeout and a 0.25 s queue limit,
+and ``SOCKETS`` handshakes arrive at once: without the limit, about a fifth of them
+were dropped on this machine (403 of 2,000; docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from tests.support.ws import session_cookie_for
 
 pytestmark = [pytest.mark.stack]
 
-SOCKETS = 600
+SOCKETS = 2000
 USERS = 20
 TRY_AGAIN_LATER = 1013
 
@@ -69,12 +71,10 @@ def test_a_handshake_storm_is_answered_hello_or_try_again_later_and_never_droppe
     cookies = [session_cookie_for(make_member(tenant, email=f"s{n}@storm.test")) for n in range(USERS)]
     env = {
         **subprocess_env,
-        "REALTIME_HANDSHAKE_QUEUE_SECONDS": "0.5",
+        "REALTIME_HANDSHAKE_QUEUE_SECONDS": "0.25",
         "REALTIME_CONNECTS_PER_MINUTE": "100000",
     }
-    server = Daphne(env)
-    server.argv[-1:-1] = ["--websocket_connect_timeout", "2"]
-    server.start()
+    server = Daphne(env).start()
     try:
         url = f"{server.ws_url}/ws/?pos={quote(encode_positions({}))}"
         outcomes = asyncio.run(_storm(url, cookies, server.http_url))
