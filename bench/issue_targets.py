@@ -105,9 +105,11 @@ def judge(results: list[dict[str, Any]]) -> list[dict[str, str]]:
     if api:
         add(
             text,
+            # The target is 200/s: a run that offers more (the publish scenario offers 400) meets
+            # it by reaching 200, not by reaching all it offered.
             None
             if (api.get("asked_rate") or 0) < 200
-            else api["api_rate"] >= 0.95 * api["asked_rate"]
+            else api["api_rate"] >= 0.95 * 200
             and api["all_delivered"]
             and (api["latency_p99"] or 1e9) < 0.1,
             f"{fmt(api.get('api_rate'), '/s')} reached of {fmt(api.get('asked_rate'), '/s')} offered, "
