@@ -109,9 +109,7 @@ def judge(results: list[dict[str, Any]]) -> list[dict[str, str]]:
             # it by reaching 200, not by reaching all it offered.
             None
             if (api.get("asked_rate") or 0) < 200
-            else api["api_rate"] >= 0.95 * 200
-            and api["all_delivered"]
-            and (api["latency_p99"] or 1e9) < 0.1,
+            else api["api_rate"] >= 0.95 * 200 and api["all_delivered"] and (api["latency_p99"] or 1e9) < 0.1,
             f"{fmt(api.get('api_rate'), '/s')} reached of {fmt(api.get('asked_rate'), '/s')} offered, "
             f"{api['http_failures']} failures, "
             f"p99 {ms(api['latency_p99'])}",
