@@ -41,7 +41,6 @@ class FrameLimitProtocol(WebSocketProtocol):
     """
 
     discarding = False
-    closing_timed_out = False
     # When the upgrade reached this protocol: autobahn's handshake timeout counts from here.
     arrived: float | None = None
 
@@ -58,15 +57,11 @@ class FrameLimitProtocol(WebSocketProtocol):
         if not self.discarding:
             super()._dataReceived(data)
 
-    def onCloseHandshakeTimeout(self) -> None:
-        self.closing_timed_out = True
-        super().onCloseHandshakeTimeout()
-
     def dropConnection(self, abort: bool = False) -> None:
         # The closing handshake's timeout drops the connection with an abort (a reset). After
         # a close 1009 everything the client sent has been read; after any close, the client
         # may not have read our close yet. A plain close (FIN) keeps it for the client.
-        super().dropConnection(abort=abort and not (self.discarding or self.closing_timed_out))
+        super().dropConnection(abort=abort and not (self.discarding or self.wasCloseHandshakeTimeout))
 
 
 class FrameLimitServer(Server):
