@@ -171,6 +171,9 @@ def start_server(
     """
     port = port or free_loopback_port()
     python = sys.executable
+    # Every server runs as deploy/entrypoint.sh runs ours: its threads on one CPU
+    # (liveplatform/cpu_affinity.py). Ours pins itself; the baselines are pinned from here.
+    env = {"CPU_AFFINITY": "auto", **env}
     if kind == "daphne":
         argv = [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "liveplatform.asgi:application"]
     elif kind == "uvicorn":
@@ -206,6 +209,10 @@ def start_server(
     except BaseException:
         process.stop()
         raise
+    if kind in ("plain", "raw") and env["CPU_AFFINITY"] != "off":
+        from liveplatform.cpu_affinity import pin_threads, running_cpu
+
+        pin_threads(running_cpu(process.pid), process.pid)
     return process, port
 
 

@@ -17,6 +17,10 @@ role="${1:-web}"
 case "$role" in
   web)
     shift || true
+    # All of the process's threads on one CPU, moved off a CPU other processes keep busy:
+    # they hand the GIL to each other a dozen times per API call, and across cores each
+    # hand-over costs more (liveplatform/cpu_affinity.py, docs/benchmarks.md).
+    export CPU_AFFINITY="${CPU_AFFINITY:-auto}"
     # uvicorn is the default: the benchmark (docs/benchmarks.md) measured it at 2.7x less
     # server CPU per delivered event than daphne at 3,000 sockets, and twice the sustained rate.
     if [ "${ASGI_SERVER:-uvicorn}" = "uvicorn" ]; then

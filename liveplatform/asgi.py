@@ -11,6 +11,7 @@ django.setup(set_prefix=False)
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from liveplatform.cpu_affinity import place_process  # noqa: E402
 from liveplatform.handlers import PooledASGIHandler  # noqa: E402
 from liveplatform.shutdown import GracefulShutdownMiddleware, install_daphne_drain  # noqa: E402
 from realtime.memory import freeze_loaded_application  # noqa: E402
@@ -29,5 +30,8 @@ application = GracefulShutdownMiddleware(
     )
 )
 install_daphne_drain(settings.SHUTDOWN_DRAIN_SECONDS)
+# The process's threads share one CPU: they hand the GIL to each other dozens of times a
+# request, and across cores each hand-over costs more (liveplatform/cpu_affinity.py).
+place_process(settings.CPU_AFFINITY, settings.CPU_AFFINITY_CHECK_SECONDS)
 # What is loaded now lives as long as the process: never walked by the cyclic collector.
 freeze_loaded_application()
