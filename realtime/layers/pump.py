@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .membership import ProcessGroupsLayer
+from .popping import QueuePopper
 
 logger = logging.getLogger(__name__)
 
@@ -138,12 +139,26 @@ class PumpLayer(ProcessGroupsLayer):
                 )
 
     async def _pump(self, process_channel: str, index: int) -> None:
-        """Pop one of this process's queues on one host, oldest first, and hand each message to its channel(s)."""
+        """Pop one of this process's queues on one host, oldest first, and hand each message to its channel(s).
+
+        channels-redis's ``receive_single`` spends four round trips on each message (a
+        clean-up script, BZPOPMIN, a backup copy, removing the backup) to survive a
+        receive cancelled mid-pop. The pump is only cancelled when its process stops,
+        when its sockets are closing anyway, so it pops in bulk: at 2,000 sockets the
+        one-at-a-time pump fell behind by 24,000 messages in two minutes (the soak,
+        docs/reliability.md). One pipelined round trip per pop on a connection of the
+        pump's own (``QueuePopper``): BZPOPMIN waits for the oldest message (at once under
+        load), then ZPOPMIN takes up to a batch queued behind it. Popping with ZPOPMIN
+        first and BZPOPMIN only when that found nothing cost two round trips per message
+        at the rates a notification API sees (one event every few milliseconds, each
+        arriving to an empty queue).
+        """
         # The queue this process's groups send to keeps its memberships, from its own host's pump.
         maintains = process_channel == self.process_channel and index == self.consistent_hash(process_channel)
+        popper = QueuePopper(self.connection(index), self.prefix + process_channel, self.PUMP_BATCH, self.brpop_timeout)
         try:
             while True:
-                for content in await self._pop_many(process_channel, index):
+                for content in await popper.pop():
                     self._dispatch(self.deserialize(content))
                 if maintains:
                     await self._maintain()
@@ -152,6 +167,8 @@ class PumpLayer(ProcessGroupsLayer):
         except Exception as error:  # noqa: BLE001 - handed to every waiting receive
             logger.warning("channel layer receive failed: %r", error)
             self._fail_receivers(error, process_channel)
+        finally:
+            await popper.close()
 
     def _fail_receivers(self, error: BaseException, process_channel: str) -> None:
         """Hand ``error`` to every receive and attached channel served by the pump of ``process_channel``."""
@@ -188,28 +205,6 @@ class PumpLayer(ProcessGroupsLayer):
                 handlers[0](message)
             except Exception:
                 logger.exception("delivering a message to channel %s failed", channel)
-
-    async def _pop_many(self, process_channel: str, index: int) -> list[bytes]:
-        """Up to ``PUMP_BATCH`` of this process's messages, oldest first; waits (bounded) for one.
-
-        channels-redis's ``receive_single`` spends four round trips on each message (a
-        clean-up script, BZPOPMIN, a backup copy, removing the backup) to survive a
-        receive cancelled mid-pop. The pump is only cancelled when its process stops,
-        when its sockets are closing anyway, so it pops in bulk: at 2,000 sockets the
-        one-at-a-time pump fell behind by 24,000 messages in two minutes (the soak,
-        docs/reliability.md). One pipelined round trip per pop: BZPOPMIN waits for the
-        oldest message (at once under load), then ZPOPMIN takes up to a batch queued
-        behind it. Popping with ZPOPMIN first and BZPOPMIN only when that found nothing
-        cost two round trips per message at the rates a notification API sees (one event
-        every few milliseconds, each arriving to an empty queue).
-        """
-        key = self.prefix + process_channel
-        pipe = self.connection(index).pipeline(transaction=False)
-        # One round trip: wait (bounded) for the oldest message, then take what queued behind it.
-        pipe.bzpopmin(key, timeout=self.brpop_timeout)
-        pipe.zpopmin(key, self.PUMP_BATCH - 1)
-        first, rest = await pipe.execute()
-        return ([] if first is None else [first[1]]) + [content for content, _score in rest]
 
     async def flush(self) -> None:
         """channels-redis's flush, and this process's side of it: no message, channel or group is left.
