@@ -17,19 +17,20 @@ A process pinned to one core loses nothing to its own parallelism: it had none.
 * ``off`` (the default outside ``deploy/``): wherever the scheduler puts them;
 * ``auto``: all on the CPU the process runs on when the application loads. A pinned
   process cannot be moved by the scheduler away from a busy neighbour, so a thread of
-  this module looks every ``CPU_AFFINITY_CHECK_SECONDS``: when other processes took a
-  quarter of a CPU more of ours than of another allowed CPU, it moves there (one log
-  line);
+  this module looks every ``CPU_AFFINITY_CHECK_SECONDS`` or so: when other processes
+  took a quarter of a CPU more of ours than of another allowed CPU, twice running, it
+  moves there (one log line);
 * a CPU number: that CPU, never moved (an operator who gives each web process its own).
 
-Threads started later inherit their creator's CPU. Where the system cannot pin
-(not Linux), ``auto`` does nothing.
+Threads started later inherit their creator's CPU; a forked child starts unpinned.
+Where the system cannot pin (not Linux), ``auto`` does nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -65,12 +66,19 @@ def running_cpu(pid: int | str = "self") -> int:
 
 
 def pin_threads(cpu: int, pid: int | str = "self") -> None:
-    """Put every thread of a process on ``cpu``; threads started later inherit it from their creator."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            os.sched_setaffinity(int(tid), {cpu})
-        except (ProcessLookupError, FileNotFoundError):
-            pass  # the thread ended meanwhile
+    """Put every thread of a process on ``cpu``; threads started later inherit it from their creator.
+
+    The threads are listed again until a pass finds none not yet pinned: one started
+    meanwhile by a thread not yet pinned would keep the old CPU.
+    """
+    pinned: set[str] = set()
+    while tids := set(os.listdir(f"/proc/{pid}/task")) - pinned:
+        for tid in tids:
+            try:
+                os.sched_setaffinity(int(tid), {cpu})
+            except (ProcessLookupError, FileNotFoundError):
+                pass  # the thread ended meanwhile
+        pinned |= tids
 
 
 def cpu_times() -> dict[int, tuple[int, int]]:
@@ -119,23 +127,37 @@ def better_cpu(current: int, allowed: set[int], idle: dict[int, float], own_shar
 
 @dataclass
 class Placement:
-    """Where this process's threads run, and (for ``auto``) the thread that moves them off a busy CPU."""
+    """Where this process's threads run, and (for ``auto``) the thread that moves them off a busy CPU.
+
+    Processes started together check on their own schedules (each interval drawn
+    between half and one and a half times ``interval``), want the same CPU on two
+    checks in a row before they move, and let one check pass after a move: two
+    processes sharing a CPU do not both jump to the free one and back.
+    """
 
     allowed: set[int]
     cpu: int
     interval: float
     read_times: Callable[[], dict[int, tuple[int, int]]] = cpu_times
     read_own: Callable[[], float] = process_cpu_seconds
+    pin: Callable[[int], None] = pin_threads
     moves: int = 0
+    wanted: int | None = None
+    resting: bool = False
     _stop: threading.Event = field(default_factory=threading.Event)
 
-    def check(self, times_before: dict[int, tuple[int, int]], own_before: float, seconds: float) -> None:
-        """Move to a less busy CPU if the last ``seconds`` say so; called by the watching thread."""
+    def check(self, times_before: dict[int, tuple[int, int]], own_before: float, seconds: float) -> bool:
+        """Move to a less busy CPU if the last ``seconds`` say so, twice running; whether it moved."""
         own_share = (self.read_own() - own_before) / seconds if seconds > 0 else 0.0
         idle = idle_shares(times_before, self.read_times())
+        if self.resting:
+            self.resting = False
+            return False
         target = better_cpu(self.cpu, self.allowed, idle, own_share)
-        if target is None:
-            return
+        confirmed = target is not None and target == self.wanted
+        self.wanted = None if confirmed else target
+        if not confirmed:
+            return False
         logger.info(
             "moved this process's threads from CPU %d to CPU %d: other processes used %.0f%% of CPU %d, %.0f%% of %d",
             self.cpu,
@@ -145,14 +167,15 @@ class Placement:
             100 * (1.0 - idle[target]),
             target,
         )
-        pin_threads(target)
-        self.cpu, self.moves = target, self.moves + 1
+        self.pin(target)
+        self.cpu, self.moves, self.resting = target, self.moves + 1, True
+        return True
 
     def watch(self) -> None:
-        """Check every ``interval`` seconds until stopped (a daemon thread: it sleeps almost all the time)."""
+        """Check every ``interval`` seconds or so until stopped (a daemon thread: it sleeps almost all the time)."""
         while not self._stop.is_set():
             times, own, started = self.read_times(), self.read_own(), time.monotonic()
-            if self._stop.wait(self.interval):
+            if self._stop.wait(self.interval * random.uniform(0.5, 1.5)):
                 return
             try:
                 self.check(times, own, time.monotonic() - started)
@@ -165,17 +188,26 @@ class Placement:
 
 
 def place_process(setting: str, check_seconds: float) -> Placement | None:
-    """Apply ``CPU_AFFINITY`` to this process's threads; raises ``ValueError`` for a value it cannot apply."""
-    if not hasattr(os, "sched_setaffinity"):
-        if parse_setting(setting, set()) not in (None, "auto"):
-            raise ValueError("CPU_AFFINITY: this system cannot pin a process to a CPU")
-        return None
-    allowed = os.sched_getaffinity(0)
-    chosen = parse_setting(setting, allowed)
+    """Apply ``CPU_AFFINITY`` to this process's threads; raises ``ValueError`` for a value it cannot apply.
+
+    With ``auto`` on a system that cannot pin (no ``/proc``, no ``sched_setaffinity``)
+    the process runs unpinned after one warning. A child forked later (a server that
+    loads the application, then forks workers) starts unpinned: the watcher does not
+    survive a fork, and a pin it cannot revise would keep every worker on one CPU.
+    """
+    chosen = parse_setting(setting, os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set())
     if chosen is None:
         return None
-    cpu = running_cpu() if chosen == "auto" else chosen
-    pin_threads(cpu)
+    try:
+        allowed = os.sched_getaffinity(0)
+        cpu = running_cpu() if chosen == "auto" else chosen
+        pin_threads(cpu)
+    except (AttributeError, OSError) as error:
+        if chosen != "auto":
+            raise ValueError(f"CPU_AFFINITY={setting}: this system cannot pin a process to a CPU ({error})") from error
+        logger.warning("CPU_AFFINITY=auto: this system cannot pin a process to a CPU (%s); running unpinned", error)
+        return None
+    os.register_at_fork(after_in_child=lambda: os.sched_setaffinity(0, allowed))
     placement = Placement(allowed=set(allowed), cpu=cpu, interval=check_seconds)
     logger.info("this process's threads run on CPU %d (CPU_AFFINITY=%s)", cpu, setting)
     if chosen == "auto" and len(allowed) > 1 and check_seconds > 0:

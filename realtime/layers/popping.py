@@ -54,5 +54,6 @@ class QueuePopper:
         if connection is None:
             return
         if self.failed:
-            await connection.disconnect()
+            # Without waiting: a second cancellation (a process stopping) must not skip the release.
+            await connection.disconnect(nowait=True)
         await self.pool.release(connection)
