@@ -34,7 +34,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,11 @@ def idle_shares(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, 
     return shares
 
 
+def others_on(cpu: int, idle: dict[int, float], own_share: float) -> float:
+    """The share of ``cpu`` other processes used: its busy share less ours (which is 0 off our CPU)."""
+    return max(0.0, 1.0 - idle.get(cpu, 1.0) - own_share)
+
+
 def better_cpu(current: int, allowed: set[int], idle: dict[int, float], own_share: float) -> int | None:
     """The CPU to move to, or ``None``: only when others take clearly more of ours than of another.
 
@@ -116,13 +121,12 @@ def better_cpu(current: int, allowed: set[int], idle: dict[int, float], own_shar
     less ours. Our own threads queueing behind each other is no reason to move: they
     would queue for the GIL anyway.
     """
-    others_here = max(0.0, 1.0 - idle.get(current, 1.0) - own_share)
+    others_here = others_on(current, idle, own_share)
     candidates = [cpu for cpu in allowed if cpu != current and cpu in idle]
     if not candidates:
         return None
     idlest = max(candidates, key=lambda cpu: idle[cpu])
-    others_there = 1.0 - idle[idlest]
-    return idlest if others_here - others_there >= OTHERS_BY_TO_MOVE else None
+    return idlest if others_here - others_on(idlest, idle, 0.0) >= OTHERS_BY_TO_MOVE else None
 
 
 @dataclass
@@ -141,10 +145,8 @@ class Placement:
     read_times: Callable[[], dict[int, tuple[int, int]]] = cpu_times
     read_own: Callable[[], float] = process_cpu_seconds
     pin: Callable[[int], None] = pin_threads
-    moves: int = 0
     wanted: int | None = None
     resting: bool = False
-    _stop: threading.Event = field(default_factory=threading.Event)
 
     def check(self, times_before: dict[int, tuple[int, int]], own_before: float, seconds: float) -> bool:
         """Move to a less busy CPU if the last ``seconds`` say so, twice running; whether it moved."""
@@ -162,29 +164,24 @@ class Placement:
             "moved this process's threads from CPU %d to CPU %d: other processes used %.0f%% of CPU %d, %.0f%% of %d",
             self.cpu,
             target,
-            100 * max(0.0, 1.0 - idle.get(self.cpu, 1.0) - own_share),
+            100 * others_on(self.cpu, idle, own_share),
             self.cpu,
-            100 * (1.0 - idle[target]),
+            100 * others_on(target, idle, 0.0),
             target,
         )
         self.pin(target)
-        self.cpu, self.moves, self.resting = target, self.moves + 1, True
+        self.cpu, self.resting = target, True
         return True
 
     def watch(self) -> None:
-        """Check every ``interval`` seconds or so until stopped (a daemon thread: it sleeps almost all the time)."""
-        while not self._stop.is_set():
+        """Check every ``interval`` seconds or so, for the process's life (a daemon thread that mostly sleeps)."""
+        while True:
             times, own, started = self.read_times(), self.read_own(), time.monotonic()
-            if self._stop.wait(self.interval * random.uniform(0.5, 1.5)):
-                return
+            time.sleep(self.interval * random.uniform(0.5, 1.5))  # the check's period, not a wait for an event
             try:
                 self.check(times, own, time.monotonic() - started)
             except OSError:
                 logger.warning("could not check this process's CPU placement", exc_info=True)
-
-    def stop(self) -> None:
-        """Stop the watching thread (tests)."""
-        self._stop.set()
 
 
 def place_process(setting: str, check_seconds: float) -> Placement | None:
@@ -195,11 +192,11 @@ def place_process(setting: str, check_seconds: float) -> Placement | None:
     loads the application, then forks workers) starts unpinned: the watcher does not
     survive a fork, and a pin it cannot revise would keep every worker on one CPU.
     """
-    chosen = parse_setting(setting, os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set())
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    chosen = parse_setting(setting, allowed)
     if chosen is None:
         return None
     try:
-        allowed = os.sched_getaffinity(0)
         cpu = running_cpu() if chosen == "auto" else chosen
         pin_threads(cpu)
     except (AttributeError, OSError) as error:

@@ -459,7 +459,7 @@ HTTP_IDLE_THREADS = env_int("HTTP_IDLE_THREADS", 16)
 # Where a web process's threads run (liveplatform/cpu_affinity.py): "off", "auto" (all on
 # one CPU, moved off a busy one) or a CPU number. deploy/entrypoint.sh runs web with auto.
 CPU_AFFINITY = os.environ.get("CPU_AFFINITY", "off")
-# With auto: how often the process checks whether it waits for its CPU while another idles.
+# With auto: about how often the process checks whether others keep its CPU busier than another.
 CPU_AFFINITY_CHECK_SECONDS = env_float("CPU_AFFINITY_CHECK_SECONDS", 5.0)
 
 # ------------------------------------------------------------------------------

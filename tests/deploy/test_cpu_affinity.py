@@ -42,7 +42,8 @@ def thread_cpus(pid: int) -> dict[int, str]:
 def one_cpu(pid: int) -> str | None:
     """The one CPU every thread of ``pid`` may run on, or ``None`` (several, or a move half done)."""
     cpus = set(thread_cpus(pid).values())
-    return cpus.pop() if len(cpus) == 1 and "," not in next(iter(cpus)) and "-" not in next(iter(cpus)) else None
+    only = cpus.pop() if len(cpus) == 1 else ""
+    return only if only.isdigit() else None
 
 
 def notify(server, api_key: str, user_id: int) -> None:
