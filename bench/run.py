@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import report as report_module
 from bench.client import raise_fd_limit
 from bench.driver import Budget
 from bench.publish import ingestion_targets, publish_table, run_publish, write_publish_docs
@@ -226,13 +227,25 @@ def report(paths: list[str], write: bool) -> list[dict[str, Any]]:
             metas.append(payload["meta"])
     order = list(TARGETS)
     results.sort(key=lambda r: (bool(r.get("idle")), r["sockets"], order.index(r["target"])))
-    print(f"{table(results)}\n\n{target_lines(results)}")
+    # The ingestion figures of the last run that measured them (a run split in parts has one).
+    publish_meta = next((m for m in reversed(metas) if m.get("publish")), None)
+    ingestion = ingestion_targets(results, publish_meta["publish"]) if publish_meta else []
+    print(f"{table(results)}\n\n{target_lines(results)}\n" + "\n".join(ingestion))
     if write and metas:
         meta = dict(metas[0])
         meta["command"] = " + ".join(m["command"] for m in metas)
         meta["seconds"] = sum(m["seconds"] for m in metas)
         meta["load_end"] = metas[-1]["load_end"]
         write_docs(results, meta)
+        if publish_meta:
+            # Both blocks from the same runs: otherwise the ingestion block kept an older run's figures.
+            write_publish_docs(
+                publish_meta["publish"],
+                ingestion,
+                publish_meta["command"],
+                publish_meta["started"],
+                report_module.DOCS,
+            )
     return results
 
 
@@ -387,9 +400,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         if opts.write_docs:
             write_docs(results, meta)
             if publish_figures:
-                write_publish_docs(
-                    publish_figures, ingestion, meta["command"], meta["started"], ROOT / "docs" / "benchmarks.md"
-                )
+                write_publish_docs(publish_figures, ingestion, meta["command"], meta["started"], report_module.DOCS)
             print("wrote docs/benchmarks.md")
         print(f"suite took {meta['seconds']:.0f} s")
         return results
