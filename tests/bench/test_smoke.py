@@ -99,6 +99,20 @@ def test_bench_smoke_prints_a_verdict_for_every_target_of_issues_7_and_14(smoke)
     assert "**Fan-out: tenant broadcasts, one at a time**" in rebuilt.stdout
 
 
+def saved_run_meta(**overrides) -> dict:
+    """The ``meta`` of a saved run, as ``python -m bench`` writes it."""
+    machine = {"nproc": 2, "cpu": "x", "memory": "23Gi", "python": "3.11", "platform": "Linux", "load_average": "0"}
+    meta = {
+        "command": "python -m bench",
+        "started": "2026-11-29T00:00:00+00:00",
+        "seconds": 600,
+        "load_end": "0.1 0.1 0.1",
+        "queries_per_connect": 10,
+        "machine": machine,
+    }
+    return {**meta, **overrides}
+
+
 def test_write_docs_replaces_only_the_generated_block(tmp_path, monkeypatch):
     """Tests that --write-docs rewrites what is between the markers and keeps the hand-written text around it."""
     from bench import report
@@ -106,22 +120,7 @@ def test_write_docs_replaces_only_the_generated_block(tmp_path, monkeypatch):
     docs = tmp_path / "benchmarks.md"
     docs.write_text(f"# Benchmarks\n\nhow to run\n\n{report.BEGIN}\nold figures\n{report.END}\n\n## History\n\nkept\n")
     monkeypatch.setattr(report, "DOCS", docs)
-    meta = {
-        "command": "python -m bench",
-        "started": "2026-11-29T00:00:00+00:00",
-        "seconds": 600,
-        "load_end": "0.1 0.1 0.1",
-        "queries_per_connect": 10,
-        "machine": {
-            "nproc": 2,
-            "cpu": "x",
-            "memory": "23Gi",
-            "python": "3.11",
-            "platform": "Linux",
-            "load_average": "0",
-        },
-    }
-    report.write_docs([], meta)
+    report.write_docs([], saved_run_meta())
     text = docs.read_text()
     assert text.startswith("# Benchmarks\n\nhow to run\n\n")
     assert text.endswith(f"{report.END}\n\n## History\n\nkept\n")
@@ -213,22 +212,7 @@ def test_a_report_from_saved_json_rewrites_both_generated_blocks_from_the_same_r
         path: {"1": {**row, "rate": rate}, "4": {**row, "producers": 4, "rate": 2 * rate}}
         for path, rate in (("raw floor", 9289.0), ("streams", 7000.0), ("publish()", 6138.0))
     }
-    meta = {
-        "command": "python -m bench",
-        "started": "2026-12-07T00:40:38+00:00",
-        "seconds": 221,
-        "load_end": "0.1 0.1 0.1",
-        "queries_per_connect": 6,
-        "machine": {
-            "nproc": 2,
-            "cpu": "x",
-            "memory": "23Gi",
-            "python": "3.11",
-            "platform": "Linux",
-            "load_average": "0",
-        },
-        "publish": figures,
-    }
+    meta = saved_run_meta(started="2026-12-07T00:40:38+00:00", publish=figures)
     saved = tmp_path / "run.json"
     saved.write_text(json.dumps({"meta": meta, "results": []}))
 
