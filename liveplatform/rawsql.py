@@ -12,13 +12,17 @@ a test that pins it to the ORM definition it mirrors.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from operator import attrgetter
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import Model
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import DateField, DateTimeField, Field, Model
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -58,6 +62,59 @@ def from_db_json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
+@dataclass(frozen=True)
+class _InsertPlan:
+    """What inserting rows of one model needs besides their values, worked out once per model and backend."""
+
+    fields: list[Field]
+    head: str
+    row_sql: str
+    tail: str
+    # Per column: how to read the value to save (the field's ``pre_save``, or the attribute
+    # where ``pre_save`` does nothing more) and the field's ``get_db_prep_save``.
+    columns: list[tuple[Callable[[Model], Any], Callable[[Any, Any], Any]]]
+
+
+_insert_plans: dict[tuple[type[Model], str], _InsertPlan] = {}
+
+
+def _plain_pre_save(field: Field) -> bool:
+    """True when ``field.pre_save(obj, add=True)`` only reads the attribute (no ``auto_now`` and the like)."""
+    pre_save = type(field).pre_save
+    if pre_save is Field.pre_save:
+        return True
+    dated = pre_save in (DateField.pre_save, DateTimeField.pre_save)
+    return dated and not field.auto_now and not field.auto_now_add
+
+
+def _insert_plan(model: type[Model], db: BaseDatabaseWrapper) -> _InsertPlan:
+    key = (model, db.vendor)
+    plan = _insert_plans.get(key)
+    if plan is None:
+        meta = model._meta
+        fields = [field for field in meta.concrete_fields if not field.primary_key]
+        quote = db.ops.quote_name
+        columns = [
+            (
+                attrgetter(field.attname) if _plain_pre_save(field) else partial(_pre_save, field),
+                field.get_db_prep_save,
+            )
+            for field in fields
+        ]
+        plan = _insert_plans[key] = _InsertPlan(
+            fields=fields,
+            head=f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) VALUES ",
+            row_sql="(" + ", ".join(["%s"] * len(fields)) + ")",
+            tail=f" RETURNING {quote(meta.pk.column)}",
+            columns=columns,
+        )
+    return plan
+
+
+def _pre_save(field: Field, obj: Model) -> Any:
+    return field.pre_save(obj, True)
+
+
 def insert(objs: Sequence[Model]) -> None:
     """Insert new model instances and set their primary keys: ``bulk_create`` without its per-call cost.
 
@@ -66,26 +123,22 @@ def insert(objs: Sequence[Model]) -> None:
     (``pre_save`` and ``get_db_prep_save``, as ``bulk_create`` does), and one plain
     ``INSERT … RETURNING`` per batch returns the ids in order, as
     ``bulk_create`` relies on as well, in batches of its size. No signals, like ``bulk_create``; models with
-    an auto-incremented primary key only.
+    an auto-incremented primary key only. The statement's text is worked out once per
+    model, and the fields are given the connection itself rather than the
+    ``django.db.connection`` proxy, which costs a lookup on every use.
     """
     if not objs:
         return
-    meta = objs[0]._meta
-    fields = [field for field in meta.concrete_fields if not field.primary_key]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in fields)
-    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    head = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES "
-    tail = f" RETURNING {quote(meta.pk.column)}"
-    rows_per_statement = max(1, connection.ops.bulk_batch_size(fields, objs))  # as bulk_create batches
-    with connection.cursor() as cursor:
+    db = connections[DEFAULT_DB_ALIAS]
+    plan = _insert_plan(type(objs[0]), db)
+    rows_per_statement = max(1, db.ops.bulk_batch_size(plan.fields, objs))  # as bulk_create batches
+    alias = db.alias
+    with db.cursor() as cursor:
         for start in range(0, len(objs), rows_per_statement):
             chunk = objs[start : start + rows_per_statement]
-            params = [
-                field.get_db_prep_save(field.pre_save(obj, True), connection) for obj in chunk for field in fields
-            ]
-            cursor.execute(head + ", ".join([row_sql] * len(chunk)) + tail, params)
+            params = [prepare(value_of(obj), db) for obj in chunk for value_of, prepare in plan.columns]
+            cursor.execute(plan.head + ", ".join([plan.row_sql] * len(chunk)) + plan.tail, params)
             for obj, (pk,) in zip(chunk, cursor.fetchall(), strict=True):
                 obj.pk = pk
                 obj._state.adding = False
-                obj._state.db = connection.alias
+                obj._state.db = alias
