@@ -12,17 +12,15 @@ a test that pins it to the ORM definition it mirrors.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
-from operator import attrgetter
 from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import DateField, DateTimeField, Field, Model
+from django.db.models import Field, Model
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -70,21 +68,9 @@ class _InsertPlan:
     head: str
     row_sql: str
     tail: str
-    # Per column: how to read the value to save (the field's ``pre_save``, or the attribute
-    # where ``pre_save`` does nothing more) and the field's ``get_db_prep_save``.
-    columns: list[tuple[Callable[[Model], Any], Callable[[Any, Any], Any]]]
 
 
 _insert_plans: dict[tuple[type[Model], str], _InsertPlan] = {}
-
-
-def _plain_pre_save(field: Field) -> bool:
-    """True when ``field.pre_save(obj, add=True)`` only reads the attribute (no ``auto_now`` and the like)."""
-    pre_save = type(field).pre_save
-    if pre_save is Field.pre_save:
-        return True
-    dated = pre_save in (DateField.pre_save, DateTimeField.pre_save)
-    return dated and not field.auto_now and not field.auto_now_add
 
 
 def _insert_plan(model: type[Model], db: BaseDatabaseWrapper) -> _InsertPlan:
@@ -94,25 +80,13 @@ def _insert_plan(model: type[Model], db: BaseDatabaseWrapper) -> _InsertPlan:
         meta = model._meta
         fields = [field for field in meta.concrete_fields if not field.primary_key]
         quote = db.ops.quote_name
-        columns = [
-            (
-                attrgetter(field.attname) if _plain_pre_save(field) else partial(_pre_save, field),
-                field.get_db_prep_save,
-            )
-            for field in fields
-        ]
         plan = _insert_plans[key] = _InsertPlan(
             fields=fields,
             head=f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) VALUES ",
             row_sql="(" + ", ".join(["%s"] * len(fields)) + ")",
             tail=f" RETURNING {quote(meta.pk.column)}",
-            columns=columns,
         )
     return plan
-
-
-def _pre_save(field: Field, obj: Model) -> Any:
-    return field.pre_save(obj, True)
 
 
 def insert(objs: Sequence[Model]) -> None:
@@ -136,7 +110,7 @@ def insert(objs: Sequence[Model]) -> None:
     with db.cursor() as cursor:
         for start in range(0, len(objs), rows_per_statement):
             chunk = objs[start : start + rows_per_statement]
-            params = [prepare(value_of(obj), db) for obj in chunk for value_of, prepare in plan.columns]
+            params = [field.get_db_prep_save(field.pre_save(obj, True), db) for obj in chunk for field in plan.fields]
             cursor.execute(plan.head + ", ".join([plan.row_sql] * len(chunk)) + plan.tail, params)
             for obj, (pk,) in zip(chunk, cursor.fetchall(), strict=True):
                 obj.pk = pk

@@ -133,23 +133,3 @@ def test_insert_writes_what_bulk_create_writes_and_returns_the_ids_in_order(org)
     rawsql.insert(outbox)
     assert [row["idempotency_key"] for row in _stored(outbox)] == ["k0", "k1", "k2"]
     assert OutboxEvent.objects.get(pk=outbox[1].pk).created_at == when
-
-
-def test_insert_reads_attributes_directly_only_where_pre_save_does_nothing_more():
-    """Tests that the insert plan keeps a field's own ``pre_save`` (``auto_now``, a subclass's) and skips only reads."""
-    from django.db import models
-
-    from liveplatform.rawsql import _plain_pre_save
-
-    class Stamped(models.DateTimeField):
-        def pre_save(self, model_instance, add):  # a subclass's own pre_save must still run
-            return super().pre_save(model_instance, add)
-
-    assert _plain_pre_save(models.CharField(max_length=5))
-    assert _plain_pre_save(models.JSONField())
-    assert _plain_pre_save(models.DateTimeField())
-    assert _plain_pre_save(models.DateField(null=True))
-    assert not _plain_pre_save(models.DateTimeField(auto_now=True))
-    assert not _plain_pre_save(models.DateTimeField(auto_now_add=True))
-    assert not _plain_pre_save(models.DateField(auto_now=True))
-    assert not _plain_pre_save(Stamped())
