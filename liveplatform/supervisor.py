@@ -94,6 +94,36 @@ class ChildKeepsFailing(Exception):
     """A child failed too often in too short a time: restarting it again would not help."""
 
 
+class StopFlag:
+    """A stop request a signal handler can make: ``set``, ``is_set``, ``wait`` as on ``threading.Event``, with no lock.
+
+    ``Event.set`` takes the lock ``Event.wait`` holds while it wakes up, and a handler
+    runs in the main thread between two bytecodes, possibly inside that ``wait``: the
+    handler then waits for a lock its own thread holds, for ever. ``make run`` stopped
+    answering Ctrl-C and SIGTERM that way (seen here with two signals a moment apart).
+    A plain attribute needs no lock; ``wait`` polls it, as every caller here waits in
+    steps of 0.2 s or less anyway.
+    """
+
+    POLL_SECONDS = 0.02
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        """Until set or ``timeout`` seconds have passed; whether it is set."""
+        deadline = time.monotonic() + timeout
+        while not self._set and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, self.POLL_SECONDS))
+        return self._set
+
+
 class Supervisor:
     """Start children in order, restart the ones that die, stop them all on request."""
 
@@ -124,14 +154,14 @@ class Supervisor:
         """The pid of each running child, by name (what the fault tests kill)."""
         return {name: child.pid for name, child in self.children.items() if child.alive()}
 
-    def start(self, stopping: threading.Event) -> None:
+    def start(self, stopping: StopFlag | threading.Event) -> None:
         """Start every child in order, each once the previous one is ready."""
         for spec in self.specs:
             if stopping.is_set():
                 return
             self._start(spec, stopping)
 
-    def _start(self, spec: ChildSpec, stopping: threading.Event) -> Child:
+    def _start(self, spec: ChildSpec, stopping: StopFlag | threading.Event) -> Child:
         child = Child(spec, self.write)
         self.children[spec.name] = child
         if spec.ready is not None:
@@ -142,7 +172,7 @@ class Supervisor:
                 stopping.wait(0.05)
         return child
 
-    def watch(self, stopping: threading.Event) -> None:
+    def watch(self, stopping: StopFlag | threading.Event) -> None:
         """Restart children that die until ``stopping`` is set; raise ChildKeepsFailing to give up."""
         while not stopping.wait(0.1):
             now = time.monotonic()

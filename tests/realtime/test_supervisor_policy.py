@@ -97,3 +97,26 @@ def test_the_after_restart_hook_gets_the_time_of_death_and_cannot_stop_the_platf
     finally:
         stopping.set()
         supervisor.stop(timeout=5)
+
+
+def test_the_stop_flag_is_set_by_signals_arriving_while_the_main_thread_waits_on_it():
+    """Tests that Ctrl-C and SIGTERM, arriving in bursts while the supervisor waits, always stop it.
+
+    ``threading.Event.set`` in a handler could wait for ever on the lock its own thread
+    held inside ``Event.wait``; ``make run`` then ignored every further signal.
+    """
+    import signal
+
+    from liveplatform.supervisor import StopFlag
+
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: flag.set())
+    try:
+        for _ in range(200):
+            flag = StopFlag()
+            signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0001)  # a burst: every 0.1 ms until cancelled
+            try:
+                assert flag.wait(30)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, previous)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 import time
 import urllib.request
 from urllib.parse import urlsplit
@@ -31,7 +30,7 @@ from liveplatform.embedded_redis import (
     record_url,
     redis_server_argv,
 )
-from liveplatform.supervisor import ChildKeepsFailing, ChildSpec, Supervisor
+from liveplatform.supervisor import ChildKeepsFailing, ChildSpec, StopFlag, Supervisor
 
 
 class Command(BaseCommand):
@@ -66,7 +65,8 @@ class Command(BaseCommand):
         host, port = options["host"], options["port"]
         specs = self._specs(env, host, port, options, supervise_redis)
 
-        stopping = threading.Event()
+        # Set from the signal handlers below: a StopFlag, which takes no lock (see its docstring).
+        stopping = StopFlag()
 
         def request_stop(signum, frame) -> None:
             stopping.set()
@@ -155,7 +155,7 @@ class Command(BaseCommand):
     def _log(self, message: str) -> None:
         self.stdout.write(f"[runplatform] {message}")
 
-    def _wait_ready(self, host: str, port: int, timeout: float, stopping: threading.Event) -> bool:
+    def _wait_ready(self, host: str, port: int, timeout: float, stopping: StopFlag) -> bool:
         deadline = time.monotonic() + timeout
         url = f"http://{host}:{port}/healthz"
         while time.monotonic() < deadline and not stopping.is_set():
